@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
+import replyFrom from '@fastify/reply-from'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { CompiledConfig } from './config/compile.js'
+import { createHandler, type ConfigSource } from './handler.js'
+import { GatewayError } from './errors.js'
+import { asGatewayError, errorReply } from './http/error-reply.js'
+
+export interface GatewayOptions {
+  readonly config: CompiledConfig
+  /** A pino logger; by default nothing is logged (tests). */
+  readonly logger?: FastifyBaseLogger
+}
+
+export interface Gateway extends ConfigSource {
+  /** The proxy listener's app. It never listens by itself: see server.ts. */
+  readonly app: FastifyInstance
+  /** Swaps in a new compiled configuration; requests already running keep theirs. */
+  setConfig(config: CompiledConfig): void
+  close(): Promise<void>
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/
+
+function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id']
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+}
+
+/** A hop count becomes "trust the first n hops", as proxy-addr reads it. */
+function trustProxyOption(trust: CompiledConfig['server']['trustProxy']): boolean | string[] | ((addr: string, hop: number) => boolean) {
+  if (typeof trust === 'number') return (_addr, hop) => hop < trust
+  return trust
+}
+
+/**
+ * Builds the gateway's proxy app around a compiled configuration. Listener
+ * settings (`server.listen`, `trust_proxy`, `body_limit`) are read here, once.
+ */
+export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
+  let current = options.config
+  const { server } = current
+  const app = Fastify({
+    loggerInstance: options.logger,
+    logController: new LogController({ disableRequestLogging: true }),
+    trustProxy: trustProxyOption(server.trustProxy),
+    bodyLimit: server.bodyLimit,
+    genReqId: requestId,
+    return503OnClosing: true,
+    // Paths are ours to parse (src/pipeline/normalize): the router only needs one catch-all.
+    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 8192 },
+  })
+
+  await app.register(replyFrom, {
+    disableRequestLogging: true,
+    // Verify upstream TLS certificates (reply-from's default is not to).
+    undici: { connections: 256, pipelining: 1, connect: { rejectUnauthorized: true } },
+  })
+
+  // Bodies stream to the upstream untouched, except form bodies, which are
+  // read (bounded) to find a second access token.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
+  app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
+
+  app.decorateRequest('outcome', null)
+  app.addHook('onRequest', async (request, reply) => {
+    request.outcome = { routeId: undefined, path: undefined, principal: undefined, reason: undefined }
+    reply.header('x-request-id', request.id)
+  })
+
+  app.setErrorHandler((err, request, reply) => {
+    const error = asGatewayError(err)
+    if (request.outcome) request.outcome.reason = error.code
+    const answer = errorReply(error, { realm: current.server.realm }, request.id)
+    if (answer.status >= 500) request.log.error({ err, code: error.code, route: request.outcome?.routeId }, 'request failed')
+    return reply.code(answer.status).headers(answer.headers).send(answer.body)
+  })
+  // Only methods the catch-all route does not serve end up here.
+  app.setNotFoundHandler(async () => {
+    throw new GatewayError('route_not_found', 'no route matches this request')
+  })
+
+  const gateway: Gateway = {
+    app,
+    get current() {
+      return current
+    },
+    setConfig(config) {
+      warmKeys(config)
+      current = config
+    },
+    close: () => app.close(),
+  }
+  app.all('*', createHandler(gateway))
+  warmKeys(current)
+  return gateway
+}
+
+/** Starts fetching key sets that have none yet, so the first request does not wait. */
+function warmKeys(config: CompiledConfig): void {
+  for (const issuer of config.issuers.values()) {
+    if (issuer.jwks && !issuer.jwks.hasKeys) void issuer.jwks.warm()
+  }
+}

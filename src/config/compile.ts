@@ -1,0 +1,317 @@
+import { isIP } from 'node:net'
+import { dirname, resolve } from 'node:path'
+import type { JWK } from 'jose'
+import { combineKeySources, type TrustedIssuer } from '../pipeline/authn/jwt.js'
+import { RemoteJwks } from '../pipeline/authn/remote-jwks.js'
+import { loadStaticKey } from '../pipeline/authn/static-keys.js'
+import type { RouteScopes, ScopeRule } from '../pipeline/authz/scopes.js'
+import { parsePattern, PatternError, staticPrefix } from '../pipeline/match/pattern.js'
+import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/router.js'
+import { ALWAYS_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
+import { parseDuration } from './duration.js'
+import { ConfigError, type ConfigIssue } from './errors.js'
+import type { FieldPath, ParsedConfig } from './load.js'
+import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig } from './schema.js'
+
+export interface CompiledUpstream {
+  readonly id: string
+  /** Origin plus base path, without trailing slash: "http://orders:8080/v2". */
+  readonly base: string
+  readonly timeoutMs: number
+  readonly preserveHost: boolean
+}
+
+export type RouteAuth =
+  | { readonly kind: 'public' }
+  | {
+      readonly kind: 'protected'
+      /** The trusted issuers, keyed by their `iss`. */
+      readonly issuers: ReadonlyMap<string, TrustedIssuer>
+      readonly scopes: RouteScopes
+      readonly forwardAuthorization: boolean
+    }
+
+export interface CompiledRoute extends RouteSpec {
+  readonly upstream: CompiledUpstream
+  readonly stripPrefix: string | null
+  readonly auth: RouteAuth
+}
+
+export interface IssuerRuntime extends TrustedIssuer {
+  /** The remote key set, when the issuer has a jwks_uri. */
+  readonly jwks: RemoteJwks | undefined
+}
+
+export type TrustProxy = boolean | number | string[]
+
+/**
+ * The configuration as the request path uses it: validated once, immutable,
+ * swapped whole on reload. Nothing on the request path reads a file or
+ * re-checks a field.
+ */
+export interface CompiledConfig {
+  readonly file: string
+  readonly server: {
+    readonly host: string
+    readonly port: number
+    readonly trustProxy: TrustProxy
+    readonly realm: string
+    readonly bodyLimit: number
+  }
+  readonly router: Router<CompiledRoute>
+  readonly issuers: ReadonlyMap<string, IssuerRuntime>
+  readonly headers: HeaderPolicy
+}
+
+export interface CompileOptions {
+  /** The configuration being replaced: remote key sets for unchanged issuers are reused. */
+  readonly previous?: CompiledConfig | undefined
+  readonly onJwksFetch?: (issuerId: string, outcome: 'success' | 'failure', error?: unknown) => void
+}
+
+/** Header names that identity headers may not take. */
+const RESERVED_HEADERS = new Set([
+  'host',
+  'authorization',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'cookie',
+  'expect',
+  ...ALWAYS_STRIPPED,
+])
+
+export function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':')
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1')
+  return { host, port: Number(listen.slice(i + 1)) }
+}
+
+function isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[(.*)\]$/, '$1')
+  if (h === 'localhost' || h === '::1') return true
+  return isIP(h) === 4 && h.startsWith('127.')
+}
+
+/**
+ * Checks what the schema cannot (references, conflicts, files) and builds the
+ * immutable runtime configuration. Every problem is reported, located.
+ */
+export async function compileConfig(parsed: ParsedConfig, options: CompileOptions = {}): Promise<CompiledConfig> {
+  const { config, locator } = parsed
+  const issues: ConfigIssue[] = []
+  const report = (path: FieldPath, message: string, atKey = false) => issues.push(locator.issue(path, message, { atKey }))
+  const baseDir = dirname(resolve(locator.file))
+
+  const issuers = await compileIssuers(config, baseDir, report, options)
+
+  const upstreams = new Map<string, CompiledUpstream>()
+  for (const [id, u] of Object.entries(config.upstreams)) {
+    const url = new URL(u.url)
+    if (url.search || url.hash) report(['upstreams', id, 'url'], 'an upstream URL may not have a query or fragment')
+    if (url.username || url.password) report(['upstreams', id, 'url'], 'credentials in an upstream URL are not supported')
+    upstreams.set(id, {
+      id,
+      base: url.origin + url.pathname.replace(/\/+$/, ''),
+      timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
+      preserveHost: u.preserve_host ?? false,
+    })
+  }
+
+  const routes: CompiledRoute[] = []
+  const routeIds = new Map<string, number>()
+  config.routes.forEach((r, i) => {
+    const at = (...rest: FieldPath) => ['routes', i, ...rest]
+    if (routeIds.has(r.id)) report(at('id'), `duplicate route id "${r.id}" (also routes[${routeIds.get(r.id)}])`)
+    routeIds.set(r.id, i)
+
+    let pattern
+    try {
+      pattern = parsePattern(r.match.path)
+    } catch (err) {
+      if (!(err instanceof PatternError)) throw err
+      report(at('match', 'path'), err.message)
+      return
+    }
+    const upstream = upstreams.get(r.upstream)
+    if (!upstream) {
+      const known = [...upstreams.keys()].join(', ')
+      report(at('upstream'), `unknown upstream "${r.upstream}"; defined: ${known}`)
+      return
+    }
+    let stripPrefix: string | null = null
+    if (r.strip_prefix !== undefined) {
+      const prefix = parsePattern(r.strip_prefix)
+      const fixed = staticPrefix(pattern)
+      const p = staticPrefix(prefix)
+      const isSegmentPrefix = prefix.segments.every((s) => s.kind === 'static') && (fixed === p || fixed.startsWith(p === '/' ? '/' : p + '/'))
+      if (!isSegmentPrefix) report(at('strip_prefix'), `must be the static start of match.path (${fixed})`)
+      stripPrefix = p === '/' ? null : p
+    }
+    let auth: RouteAuth
+    if (r.auth === 'public') {
+      auth = { kind: 'public' }
+    } else {
+      const trusted = new Map<string, TrustedIssuer>()
+      r.auth.issuers.forEach((id, j) => {
+        const issuer = issuers.get(id)
+        if (!issuer) {
+          report(at('auth', 'issuers', j), `unknown issuer "${id}"; defined: ${[...issuers.keys()].join(', ') || 'none'}`)
+          return
+        }
+        if (trusted.has(issuer.issuer)) report(at('auth', 'issuers', j), `two trusted issuers of this route have the same iss "${issuer.issuer}"`)
+        trusted.set(issuer.issuer, issuer)
+      })
+      const byMethod = new Map<string, ScopeRule>()
+      for (const [method, req] of Object.entries(r.auth.method_scopes ?? {})) {
+        if (req) byMethod.set(method, scopeRule(req))
+        if (r.match.methods && !r.match.methods.includes(method as never)) {
+          report(at('auth', 'method_scopes', method), `${method} is not among this route's methods`, true)
+        }
+      }
+      auth = {
+        kind: 'protected',
+        issuers: trusted,
+        scopes: { all: r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod },
+        forwardAuthorization: r.auth.forward_authorization ?? false,
+      }
+    }
+    routes.push({
+      id: r.id,
+      methods: r.match.methods ?? null,
+      host: r.match.host?.toLowerCase() ?? null,
+      pattern,
+      upstream,
+      stripPrefix,
+      auth,
+    })
+  })
+
+  let router: Router<CompiledRoute> | undefined
+  try {
+    router = new Router(routes)
+  } catch (err) {
+    if (!(err instanceof RouteConflictError)) throw err
+    report(['routes', routeIds.get(err.routeId) ?? 0, 'match'], err.message)
+  }
+
+  const headers = compileHeaders(config, report)
+  const listen = splitListen(config.server?.listen ?? DEFAULTS.listen)
+
+  if (issues.length > 0 || !router) {
+    throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.column - b.column))
+  }
+  return Object.freeze({
+    file: locator.file,
+    server: Object.freeze({
+      host: listen.host,
+      port: listen.port,
+      trustProxy: config.server?.trust_proxy ?? false,
+      realm: config.server?.realm ?? DEFAULTS.realm,
+      bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
+    }),
+    router,
+    issuers,
+    headers,
+  })
+}
+
+function scopeRule(req: ScopeRequirementConfig): ScopeRule {
+  return Object.freeze({ allOf: Object.freeze([...(req.all_of ?? [])]), anyOf: Object.freeze([...(req.any_of ?? [])]) })
+}
+
+async function compileIssuers(
+  config: Config,
+  baseDir: string,
+  report: (path: FieldPath, message: string) => void,
+  options: CompileOptions,
+): Promise<Map<string, IssuerRuntime>> {
+  const out = new Map<string, IssuerRuntime>()
+  const list = config.issuers ?? []
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i]!
+    const at = (...rest: FieldPath) => ['issuers', i, ...rest]
+    if (out.has(c.id)) report(at('id'), `duplicate issuer id "${c.id}"`)
+    if (!c.jwks_uri && !c.keys) {
+      report(at(), 'an issuer needs jwks_uri or keys to verify tokens')
+      continue
+    }
+    if (c.jwks_uri) {
+      const url = new URL(c.jwks_uri)
+      if (url.protocol === 'http:' && !isLoopback(url.hostname) && !c.allow_insecure_http) {
+        report(at('jwks_uri'), 'keys fetched over plain http can be replaced in transit; use https (or set allow_insecure_http: true)')
+      }
+    }
+    const staticKeys: JWK[] = []
+    for (const [k, spec] of (c.keys ?? []).entries()) {
+      try {
+        staticKeys.push(...(await loadStaticKey(resolve(baseDir, spec.file), spec)))
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException
+        report(at('keys', k, 'file'), e.code === 'ENOENT' ? `key file not found: ${resolve(baseDir, spec.file)}` : `unusable key file: ${e.message}`)
+      }
+    }
+    const jwks = c.jwks_uri ? reuseOrCreateJwks(c, options) : undefined
+    let getKey
+    try {
+      getKey = combineKeySources(staticKeys.length > 0 ? { keys: staticKeys } : undefined, jwks?.getKey)
+    } catch {
+      continue // the key file problem is already reported
+    }
+    out.set(
+      c.id,
+      Object.freeze({
+        id: c.id,
+        issuer: c.issuer,
+        audiences: Object.freeze([...c.audiences]),
+        algorithms: Object.freeze([...(c.algorithms ?? DEFAULTS.algorithms)]),
+        clockSkewSeconds: parseDuration(c.clock_skew ?? DEFAULTS.clockSkew) / 1000,
+        requireTyp: c.require_typ,
+        getKey,
+        jwks,
+      }),
+    )
+  }
+  return out
+}
+
+function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions): RemoteJwks {
+  const jwksOptions = {
+    timeoutMs: parseDuration(c.jwks?.timeout ?? DEFAULTS.jwksTimeout),
+    cooldownMs: parseDuration(c.jwks?.cooldown ?? DEFAULTS.jwksCooldown),
+    maxAgeMs: parseDuration(c.jwks?.max_age ?? DEFAULTS.jwksMaxAge),
+  }
+  const previous = options.previous?.issuers.get(c.id)?.jwks
+  if (previous && previous.url === c.jwks_uri && previous.sameOptions(jwksOptions)) return previous
+  const onJwksFetch = options.onJwksFetch
+  return new RemoteJwks(c.jwks_uri!, {
+    ...jwksOptions,
+    ...(onJwksFetch ? { onFetch: (outcome: 'success' | 'failure', error?: unknown) => onJwksFetch(c.id, outcome, error) } : {}),
+  })
+}
+
+function compileHeaders(config: Config, report: (path: FieldPath, message: string, atKey?: boolean) => void): HeaderPolicy {
+  const h = config.identity_headers ?? {}
+  const names = {
+    clientId: (h.client_id ?? DEFAULTS.identityHeaders.client_id).toLowerCase(),
+    subject: (h.subject ?? DEFAULTS.identityHeaders.subject).toLowerCase(),
+    scopes: (h.scopes ?? DEFAULTS.identityHeaders.scopes).toLowerCase(),
+    issuer: (h.issuer ?? DEFAULTS.identityHeaders.issuer).toLowerCase(),
+    claims: Object.entries(h.claims ?? {}).map(([claim, header]) => [claim, header.toLowerCase()] as const),
+  }
+  const seen = new Map<string, string>()
+  const check = (path: FieldPath, header: string) => {
+    const folded = foldHeaderName(header)
+    if (RESERVED_HEADERS.has(folded)) report(path, `"${header}" is a header the gateway cannot hand over to identity`)
+    const other = seen.get(folded)
+    if (other) report(path, `"${header}" is the same header as ${other} once case, "_" and "." are folded`)
+    seen.set(folded, path.join('.'))
+  }
+  check(['identity_headers', 'client_id'], names.clientId)
+  check(['identity_headers', 'subject'], names.subject)
+  check(['identity_headers', 'scopes'], names.scopes)
+  check(['identity_headers', 'issuer'], names.issuer)
+  for (const [claim, header] of names.claims) check(['identity_headers', 'claims', claim], header)
+  return buildHeaderPolicy(names)
+}

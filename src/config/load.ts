@@ -1,0 +1,244 @@
+import { readFile } from 'node:fs/promises'
+import { Ajv, type ErrorObject } from 'ajv'
+import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { ConfigError, type ConfigIssue } from './errors.js'
+import { ConfigSchema, type Config } from './schema.js'
+
+export type FieldPath = ReadonlyArray<string | number>
+
+/** Turns a field path of the parsed file into a located issue. */
+export interface Locator {
+  readonly file: string
+  issue(path: FieldPath, message: string, options?: { atKey?: boolean }): ConfigIssue
+}
+
+export interface ParsedConfig {
+  readonly config: Config
+  readonly locator: Locator
+}
+
+const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, allowUnionTypes: true })
+const validate = ajv.compile<Config>(ConfigSchema)
+
+const INTERPOLATION = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
+
+export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<ParsedConfig> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot read the file (${(err as Error).message})`
+    throw new ConfigError([{ file, line: 0, column: 0, path: '', message: reason }])
+  }
+  return parseConfig(text, file, env)
+}
+
+/**
+ * Parses and validates a configuration text. `${NAME}` and `${NAME:-default}`
+ * are replaced in scalar values (`$${` writes a literal `${`); an unset
+ * variable without default is an error. Throws ConfigError listing every
+ * problem with its line, column and field path.
+ */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): ParsedConfig {
+  const lineCounter = new LineCounter()
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true })
+  const locator = makeLocator(doc, lineCounter, file)
+  const at = (offset: number | undefined) => {
+    const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset)
+    return { line: pos.line, column: pos.col }
+  }
+
+  const syntax: ConfigIssue[] = [...doc.errors, ...doc.warnings].map((e) => ({
+    file,
+    ...at(e.pos[0]),
+    path: '',
+    message: e.message.split('\n')[0]!,
+  }))
+  if (syntax.length > 0) throw new ConfigError(syntax)
+
+  const unset: ConfigIssue[] = []
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return
+      const original = node.value
+      const whole = /^\$\{[^}]+\}$/.test(original)
+      const value = original.replace(INTERPOLATION, (match, name: string | undefined, fallback: string | undefined) => {
+        if (match === '$${') return '${'
+        const v = env[name!]
+        if (v !== undefined && v !== '') return v
+        if (fallback !== undefined) return fallback
+        unset.push({ file, ...at(node.range?.[0]), path: '', message: `environment variable ${name} is not set` })
+        return ''
+      })
+      // A plain `${PORT}` may stand for a number or a boolean.
+      node.value = whole && node.type === 'PLAIN' ? plainScalar(value) : value
+    },
+  })
+  if (unset.length > 0) throw new ConfigError(unset)
+
+  const config: unknown = doc.toJS({ maxAliasCount: 50 })
+  if (!validate(config)) {
+    throw new ConfigError(describeSchemaErrors(validate.errors ?? [], locator, config))
+  }
+  return { config, locator }
+}
+
+function plainScalar(value: string): unknown {
+  if (/^-?[0-9]+$/.test(value)) return Number(value)
+  if (value === 'true') return true
+  if (value === 'false') return false
+  return value
+}
+
+function makeLocator(doc: Document, lineCounter: LineCounter, file: string): Locator {
+  return {
+    file,
+    issue(path, message, options = {}) {
+      let node: unknown = doc.contents
+      let keyNode: Node | undefined
+      let located = node as Node | undefined
+      for (const segment of path) {
+        if (isMap(node)) {
+          const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(segment))
+          if (!pair) break
+          keyNode = pair.key as Node
+          node = pair.value
+        } else if (isSeq(node) && typeof segment === 'number') {
+          node = node.items[segment]
+          keyNode = undefined
+          if (node === undefined) break
+        } else {
+          break
+        }
+        located = (node as Node | null) ?? keyNode
+      }
+      const target = options.atKey && keyNode ? keyNode : located
+      const offset = target?.range?.[0]
+      const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset)
+      return { file, line: pos.line, column: pos.col, path: displayPath(path, doc), message }
+    },
+  }
+}
+
+/** `routes[2] (orders-read).auth.scopes`: the route's id helps ops find it. */
+function displayPath(path: FieldPath, doc: Document): string {
+  let out = ''
+  path.forEach((segment, i) => {
+    if (typeof segment === 'number') {
+      out += `[${segment}]`
+      if (i === 1 && (path[0] === 'routes' || path[0] === 'issuers')) {
+        const id = doc.getIn([path[0], segment, 'id'])
+        if (typeof id === 'string') out += ` (${id})`
+      }
+    } else {
+      out += (out ? '.' : '') + segment
+    }
+  })
+  return out
+}
+
+function pathOf(instancePath: string): Array<string | number> {
+  if (instancePath === '') return []
+  return instancePath
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^[0-9]+$/.test(s) ? Number(s) : s))
+}
+
+function describeSchemaErrors(errors: ErrorObject[], locator: Locator, config: unknown): ConfigIssue[] {
+  const kept = dropUnionNoise(errors)
+  const issues: ConfigIssue[] = []
+  const seen = new Set<string>()
+  for (const e of kept) {
+    const path = pathOf(e.instancePath)
+    const schema = (e.parentSchema ?? {}) as { description?: string; properties?: Record<string, unknown>; type?: string }
+    let issue: ConfigIssue
+    switch (e.keyword) {
+      case 'required': {
+        const missing = (e.params as { missingProperty: string }).missingProperty
+        issue = locator.issue(path, `missing required field "${missing}"`)
+        issue = { ...issue, path: issue.path ? `${issue.path}.${missing}` : missing }
+        break
+      }
+      case 'additionalProperties': {
+        const extra = (e.params as { additionalProperty: string }).additionalProperty
+        const allowed = schema.properties ? Object.keys(schema.properties).join(', ') : undefined
+        issue = locator.issue([...path, extra], `unknown field "${extra}"` + (allowed ? `; allowed here: ${allowed}` : ''), { atKey: true })
+        break
+      }
+      case 'anyOf':
+      case 'pattern':
+      case 'const':
+      case 'enum':
+        issue = locator.issue(path, `must be ${schema.description ?? describeKeyword(e)}` + butGot(valueAt(config, path)))
+        break
+      case 'type':
+        issue = locator.issue(path, `must be ${describeType(String((e.params as { type: string }).type))}` + butGot(valueAt(config, path)))
+        break
+      default:
+        issue = locator.issue(path, e.message ?? 'is not valid')
+    }
+    const key = `${issue.line}:${issue.column}:${issue.message}`
+    if (!seen.has(key)) {
+      seen.add(key)
+      issues.push(issue)
+    }
+  }
+  return issues.sort((a, b) => a.line - b.line || a.column - b.column)
+}
+
+/**
+ * Ajv reports every branch of a union. When a value got past a branch's type
+ * (its errors lie deeper, or are about the object's fields), only those errors
+ * matter; when no branch fits at all, one "must be …" for the union is clearer.
+ */
+function dropUnionNoise(errors: ErrorObject[]): ErrorObject[] {
+  const drop = new Set<ErrorObject>()
+  for (const e of errors) {
+    if (e.keyword !== 'anyOf') continue
+    const prefix = e.schemaPath + '/'
+    const inside = e.instancePath + '/'
+    const branch = errors.filter(
+      (x) => x !== e && x.schemaPath.startsWith(prefix) && (x.instancePath === e.instancePath || x.instancePath.startsWith(inside)),
+    )
+    const deeper = branch.filter(
+      (x) => x.instancePath.length > e.instancePath.length || x.keyword === 'required' || x.keyword === 'additionalProperties' || x.keyword === 'minProperties',
+    )
+    if (deeper.length > 0) {
+      drop.add(e)
+      for (const x of branch) if (!deeper.includes(x)) drop.add(x)
+    } else {
+      for (const x of branch) drop.add(x)
+    }
+  }
+  return errors.filter((e) => !drop.has(e))
+}
+
+function describeKeyword(e: ErrorObject): string {
+  if (e.keyword === 'pattern') return `a string matching ${(e.params as { pattern: string }).pattern}`
+  if (e.keyword === 'const') return JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)
+  if (e.keyword === 'enum') return 'one of ' + ((e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', '))
+  return e.message ?? 'valid'
+}
+
+function describeType(type: string): string {
+  if (type === 'object') return 'a mapping'
+  if (type === 'array') return 'a list'
+  if (type === 'integer') return 'a whole number'
+  return `a ${type}`
+}
+
+function valueAt(config: unknown, path: FieldPath): unknown {
+  let v = config
+  for (const s of path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[s as string] : undefined
+  return v
+}
+
+function butGot(value: unknown): string {
+  if (value === undefined) return ''
+  if (value === null) return ', got an empty value'
+  if (typeof value === 'object') return Array.isArray(value) ? ', got a list' : ', got a mapping'
+  const shown = JSON.stringify(value)
+  return `, got ${shown.length > 60 ? shown.slice(0, 57) + '…' : shown}`
+}

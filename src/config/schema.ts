@@ -1,0 +1,226 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/**
+ * The configuration file's schema: the one source for the validator, the
+ * TypeScript types and the published `schema/gateway.schema.json`.
+ * Defaults are named here, beside the shape they belong to.
+ */
+export const DEFAULTS = {
+  listen: '0.0.0.0:8080',
+  adminListen: '127.0.0.1:9090',
+  realm: 'gateway',
+  bodyLimit: 1024 * 1024,
+  algorithms: ['RS256', 'ES256', 'EdDSA'] as const,
+  clockSkew: '30s',
+  jwksCooldown: '30s',
+  jwksMaxAge: '10m',
+  jwksTimeout: '5s',
+  upstreamTimeout: '30s',
+  identityHeaders: {
+    client_id: 'X-Client-Id',
+    subject: 'X-Subject',
+    scopes: 'X-Scopes',
+    issuer: 'X-Issuer',
+  },
+} as const
+
+export const SCHEMA_ID = 'https://github.com/oauth-gateway/gateway/schema/gateway.schema.json'
+
+const strict = { additionalProperties: false } as const
+
+const DURATION_FORMAT = 'a duration: a whole number followed by ms, s, m or h ("500ms", "30s", "10m")'
+
+function duration(defaultValue: string, doc?: string) {
+  // `title` says what the field is for; `description` is what error messages quote.
+  return Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', default: defaultValue, description: DURATION_FORMAT, ...(doc ? { title: doc } : {}) })
+}
+
+const Listen = Type.String({
+  pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$',
+  description: 'host:port to listen on ("0.0.0.0:8080", "[::]:8080", "127.0.0.1:0")',
+})
+
+const HttpUrl = Type.String({
+  pattern: '^https?://[^\\s/?#]+[^\\s#]*$',
+  description: 'an absolute http(s) URL without fragment',
+})
+
+const Identifier = Type.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$',
+  description: 'an identifier: letters, digits, "_", ".", ":" and "-", at most 64 characters',
+})
+
+const HeaderName = Type.String({
+  pattern: '^[A-Za-z0-9][A-Za-z0-9-]*$',
+  description: 'an HTTP header name of letters, digits and "-"',
+})
+
+const Scope = Type.String({
+  pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+$',
+  description: 'an OAuth scope token (RFC 6749 §3.3: printable ASCII without space, " and \\)',
+})
+
+export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+const Method = Type.Union(METHODS.map((m) => Type.Literal(m)), { description: `an HTTP method: ${METHODS.join(', ')}` })
+
+export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
+const Algorithm = Type.Union(ALGORITHMS.map((a) => Type.Literal(a)), {
+  description: `an asymmetric JWS algorithm: ${ALGORITHMS.join(', ')} (HMAC and "none" are never accepted)`,
+})
+
+const ScopeRequirement = Type.Object(
+  {
+    all_of: Type.Optional(Type.Array(Scope, { minItems: 1, uniqueItems: true, description: 'the token must carry every one of these scopes' })),
+    any_of: Type.Optional(Type.Array(Scope, { minItems: 1, uniqueItems: true, description: 'the token must carry at least one of these scopes' })),
+  },
+  { ...strict, minProperties: 1, description: 'a scope requirement: all_of and/or any_of' },
+)
+
+const ProtectedAuth = Type.Object(
+  {
+    issuers: Type.Array(Identifier, { minItems: 1, uniqueItems: true, description: 'ids of the issuers whose tokens this route accepts' }),
+    scopes: Type.Union([Type.Literal('none'), ScopeRequirement], {
+      description: 'required scopes for every method: {all_of, any_of}, or "none" to accept any valid token',
+    }),
+    method_scopes: Type.Optional(
+      Type.Object(Object.fromEntries(METHODS.map((m) => [m, Type.Optional(ScopeRequirement)])), {
+        ...strict,
+        description: 'extra scope requirements per method, checked in addition to "scopes"',
+      }),
+    ),
+    forward_authorization: Type.Optional(Type.Boolean({ description: 'forward the Authorization header to the upstream (default false)' })),
+  },
+  { ...strict, description: 'a protected route: which issuers are trusted and which scopes are required' },
+)
+
+const Route = Type.Object(
+  {
+    id: Identifier,
+    match: Type.Object(
+      {
+        path: Type.String({
+          minLength: 1,
+          description: 'a path pattern: static segments, ":name" for one segment, a final "*" for the rest ("/orders/:id/*")',
+        }),
+        methods: Type.Optional(Type.Array(Method, { minItems: 1, uniqueItems: true, description: 'methods this route serves (default: every method)' })),
+        host: Type.Optional(
+          Type.String({
+            pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$',
+            description: 'a host name ("api.example.com") or a wildcard ("*.example.com"); without it the route serves every host',
+          }),
+        ),
+      },
+      { ...strict, description: 'which requests this route serves' },
+    ),
+    upstream: Identifier,
+    auth: Type.Union([Type.Literal('public'), ProtectedAuth], {
+      description: '"public" (no token needed; identity headers are still stripped) or {issuers, scopes}',
+    }),
+    strip_prefix: Type.Optional(
+      Type.String({ pattern: '^/', description: 'a leading path removed before forwarding; must be the static start of match.path' }),
+    ),
+  },
+  { ...strict, description: 'a route rule' },
+)
+
+const StaticKey = Type.Object(
+  {
+    file: Type.String({ minLength: 1, description: 'a PEM public key (SPKI) or a JWK / JWK Set JSON file, relative to the config file' }),
+    kid: Type.Optional(Type.String({ minLength: 1, description: 'key id for a PEM key (JWK files carry their own)' })),
+    alg: Type.Optional(Algorithm),
+  },
+  strict,
+)
+
+const Issuer = Type.Object(
+  {
+    id: Identifier,
+    issuer: Type.String({ minLength: 1, description: 'the exact "iss" value of this issuer\'s tokens' }),
+    jwks_uri: Type.Optional(HttpUrl),
+    keys: Type.Optional(Type.Array(StaticKey, { minItems: 1, description: 'static verification keys' })),
+    audiences: Type.Array(Type.String({ minLength: 1 }), {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'accepted "aud" values; a token must name at least one',
+    }),
+    algorithms: Type.Optional(Type.Array(Algorithm, { minItems: 1, uniqueItems: true, default: [...DEFAULTS.algorithms] })),
+    clock_skew: Type.Optional(duration(DEFAULTS.clockSkew, 'tolerated clock difference for exp, nbf and iat')),
+    require_typ: Type.Optional(Type.Literal('at+jwt', { description: 'require the RFC 9068 header typ "at+jwt"' })),
+    allow_insecure_http: Type.Optional(
+      Type.Boolean({ description: 'allow an http:// jwks_uri on a non-loopback host (keys can then be forged in transit)' }),
+    ),
+    jwks: Type.Optional(
+      Type.Object(
+        {
+          cooldown: Type.Optional(duration(DEFAULTS.jwksCooldown, 'least time between refetches caused by an unknown kid')),
+          max_age: Type.Optional(duration(DEFAULTS.jwksMaxAge, 'refresh the key set in the background after this age')),
+          timeout: Type.Optional(duration(DEFAULTS.jwksTimeout, 'time allowed for one JWKS fetch')),
+        },
+        strict,
+      ),
+    ),
+  },
+  { ...strict, description: 'a trusted token issuer' },
+)
+
+const Upstream = Type.Object(
+  {
+    url: HttpUrl,
+    timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
+    preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
+  },
+  { ...strict, description: 'a backend service' },
+)
+
+const TrustProxy = Type.Union(
+  [
+    Type.Boolean(),
+    Type.Integer({ minimum: 1, description: 'number of proxy hops to trust' }),
+    Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'addresses or CIDR ranges of trusted proxies' }),
+  ],
+  { description: 'which X-Forwarded-* headers to believe: false (default), true, a hop count, or proxy addresses/CIDRs' },
+)
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    server: Type.Optional(
+      Type.Object(
+        {
+          listen: Type.Optional(Type.String({ ...Listen, default: DEFAULTS.listen })),
+          trust_proxy: Type.Optional(TrustProxy),
+          realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),
+          body_limit: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.bodyLimit, description: 'largest form-encoded body read to look for tokens, in bytes; other bodies are streamed' })),
+        },
+        strict,
+      ),
+    ),
+    identity_headers: Type.Optional(
+      Type.Object(
+        {
+          client_id: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.client_id, description: 'carries client_id (else azp)' })),
+          subject: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.subject, description: 'carries sub' })),
+          scopes: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.scopes, description: 'carries the granted scopes, space-separated' })),
+          issuer: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.issuer, description: 'carries iss' })),
+          claims: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.:-]+$' }), HeaderName, { ...strict, description: 'more claims to forward: claim name → header name' })),
+        },
+        { ...strict, description: 'headers the gateway sets from the verified token (and always strips from requests)' },
+      ),
+    ),
+    issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
+    upstreams: Type.Record(Identifier, Upstream, { ...strict, minProperties: 1, description: 'backend services by id' }),
+    routes: Type.Array(Route, { minItems: 1, description: 'route rules; precedence is by specificity, not by order' }),
+  },
+  { ...strict, $id: SCHEMA_ID, title: 'OAuth gateway configuration' },
+)
+
+export type Config = Static<typeof ConfigSchema>
+export type RouteConfig = Static<typeof Route>
+export type IssuerConfig = Static<typeof Issuer>
+export type ScopeRequirementConfig = Static<typeof ScopeRequirement>
+export type UpstreamConfig = Static<typeof Upstream>
+
+/** The schema as plain JSON (TypeBox's symbol keys dropped). */
+export function jsonSchema(schema: TSchema = ConfigSchema): Record<string, unknown> {
+  return JSON.parse(JSON.stringify({ $schema: 'http://json-schema.org/draft-07/schema#', ...schema })) as Record<string, unknown>
+}

@@ -1,0 +1,63 @@
+/**
+ * Every failure on the request path is a GatewayError with a stable `code`.
+ * The code is also the `reason` label of the auth metrics, so the set is fixed
+ * and small. How a code becomes an HTTP answer is decided in exactly one place:
+ * src/http/error-reply.ts.
+ */
+export type ErrorCode =
+  // the request itself is unusable (400)
+  | 'path_invalid'
+  | 'request_malformed'
+  | 'authorization_malformed'
+  | 'token_duplicated'
+  | 'token_location_unsupported'
+  | 'body_too_large'
+  // the credentials do not authenticate (401)
+  | 'token_missing'
+  | 'token_malformed'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_inactive'
+  | 'signature_invalid'
+  | 'algorithm_not_allowed'
+  | 'issuer_untrusted'
+  | 'audience_invalid'
+  | 'type_invalid'
+  | 'key_unknown'
+  | 'claims_invalid'
+  // authenticated but not allowed (403)
+  | 'scope_insufficient'
+  // nothing to send it to (404)
+  | 'route_not_found'
+  // something we depend on failed: never a reason to allow (5xx)
+  | 'dependency_unavailable'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
+  | 'upstream_failed'
+  | 'internal_error'
+
+export interface GatewayErrorOptions {
+  cause?: unknown
+  /** Scopes the route requires, for the `insufficient_scope` challenge. */
+  requiredScopes?: readonly string[]
+}
+
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly requiredScopes: readonly string[] | undefined
+
+  /**
+   * @param detail a client-safe description. It must never contain a token,
+   *   a secret or any other value taken from the request.
+   */
+  constructor(code: ErrorCode, detail: string, options: GatewayErrorOptions = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'GatewayError'
+    this.code = code
+    this.requiredScopes = options.requiredScopes
+  }
+}
+
+export function isGatewayError(err: unknown): err is GatewayError {
+  return err instanceof GatewayError
+}

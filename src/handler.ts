@@ -1,0 +1,83 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { CompiledConfig } from './config/compile.js'
+import { GatewayError } from './errors.js'
+import { verifyJwt } from './pipeline/authn/jwt.js'
+import type { Principal } from './pipeline/authn/principal.js'
+import { authorize } from './pipeline/authz/scopes.js'
+import { extractBearer } from './pipeline/extract/bearer.js'
+import { forward } from './pipeline/forward/upstream.js'
+import { identityHeaders } from './pipeline/mutate/headers.js'
+import { normalizeTarget } from './pipeline/normalize/path.js'
+
+/** Reads the configuration in force; each request takes it once, at its start. */
+export interface ConfigSource {
+  readonly current: CompiledConfig
+}
+
+/** What the request log line and the metrics report of a request. */
+export interface RequestOutcome {
+  routeId: string | undefined
+  path: string | undefined
+  principal: Principal | undefined
+  /** Why the request was refused, when it was. */
+  reason: string | undefined
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    outcome: RequestOutcome | null
+  }
+}
+
+/**
+ * The request pipeline, in order:
+ * normalise → match → extract token → authenticate → authorize → headers → forward.
+ * Each stage is a module of its own under src/pipeline/; this is the only
+ * place that joins them. Any stage failing throws a GatewayError, answered by
+ * the app's single error handler; nothing is forwarded after a failure.
+ */
+export function createHandler(source: ConfigSource) {
+  return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const config = source.current
+    const outcome = request.outcome!
+
+    const target = normalizeTarget(request.raw.url ?? '/')
+    outcome.path = target.path
+
+    const match = config.router.match(request.method, request.hostname.toLowerCase(), target.path)
+    if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
+    const route = match.route
+    outcome.routeId = route.id
+
+    let identity: Record<string, string> | null = null
+    let forwardAuthorization = false
+    if (route.auth.kind === 'protected') {
+      const token = extractBearer({
+        rawHeaders: request.raw.rawHeaders,
+        query: target.query,
+        formBody: Buffer.isBuffer(request.body) ? request.body : undefined,
+      })
+      const principal = await verifyJwt(token, route.auth.issuers)
+      outcome.principal = principal
+      authorize(principal, route.auth.scopes, request.method)
+      identity = identityHeaders(principal, config.headers.identity)
+      forwardAuthorization = route.auth.forwardAuthorization
+    }
+
+    const set: Record<string, string> = {
+      'x-forwarded-for': forwardedFor(request),
+      'x-forwarded-proto': request.protocol,
+      'x-forwarded-host': request.host,
+      'x-request-id': request.id,
+    }
+    if (route.upstream.preserveHost) set.host = request.host
+    return forward(request, reply, route, target.path, { policy: config.headers, forwardAuthorization, identity, set })
+  }
+}
+
+/** The client chain: addresses vouched for by trusted proxies, then the peer. */
+function forwardedFor(request: FastifyRequest): string {
+  const ips = request.ips
+  if (!ips || ips.length <= 1) return request.ip
+  return [...ips].reverse().join(', ')
+}

@@ -1,0 +1,104 @@
+import { GatewayError, type ErrorCode } from '../errors.js'
+
+type OAuthError = 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+
+interface Mapping {
+  readonly status: number
+  /** The RFC 6750 error code; absent for errors that are not about the token. */
+  readonly oauth?: OAuthError
+  /** The `error` of the JSON body when there is no OAuth error code. */
+  readonly error?: string
+}
+
+/** The one place where an error code becomes an HTTP answer. */
+export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
+  path_invalid: { status: 400, error: 'invalid_path' },
+  request_malformed: { status: 400, error: 'invalid_request' },
+  authorization_malformed: { status: 400, oauth: 'invalid_request' },
+  token_duplicated: { status: 400, oauth: 'invalid_request' },
+  token_location_unsupported: { status: 400, oauth: 'invalid_request' },
+  body_too_large: { status: 413, error: 'payload_too_large' },
+  token_missing: { status: 401, error: 'unauthorized' },
+  token_malformed: { status: 401, oauth: 'invalid_token' },
+  token_expired: { status: 401, oauth: 'invalid_token' },
+  token_not_yet_valid: { status: 401, oauth: 'invalid_token' },
+  token_inactive: { status: 401, oauth: 'invalid_token' },
+  signature_invalid: { status: 401, oauth: 'invalid_token' },
+  algorithm_not_allowed: { status: 401, oauth: 'invalid_token' },
+  issuer_untrusted: { status: 401, oauth: 'invalid_token' },
+  audience_invalid: { status: 401, oauth: 'invalid_token' },
+  type_invalid: { status: 401, oauth: 'invalid_token' },
+  key_unknown: { status: 401, oauth: 'invalid_token' },
+  claims_invalid: { status: 401, oauth: 'invalid_token' },
+  scope_insufficient: { status: 403, oauth: 'insufficient_scope' },
+  route_not_found: { status: 404, error: 'not_found' },
+  dependency_unavailable: { status: 503, error: 'temporarily_unavailable' },
+  upstream_unavailable: { status: 502, error: 'bad_gateway' },
+  upstream_failed: { status: 502, error: 'bad_gateway' },
+  upstream_timeout: { status: 504, error: 'gateway_timeout' },
+  internal_error: { status: 500, error: 'server_error' },
+}
+
+/** What 5xx answers say; the real cause goes to the log only. */
+const PUBLIC_5XX: Readonly<Record<number, string>> = {
+  500: 'the gateway failed to handle the request',
+  502: 'the upstream service could not be reached',
+  503: 'a service needed to authorize the request is unavailable; retry later',
+  504: 'the upstream service did not answer in time',
+}
+
+export interface ErrorReply {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: { error: string; error_description: string; request_id?: string }
+}
+
+export interface ChallengeContext {
+  readonly realm: string
+  /** RFC 9728 protected resource metadata URL, when the gateway publishes one. */
+  readonly resourceMetadata?: string | undefined
+}
+
+function quote(value: string): string {
+  return '"' + value.replace(/["\\]/g, '') + '"'
+}
+
+/**
+ * Builds the answer to a failed request: status, RFC 6750 §3 challenge
+ * (`WWW-Authenticate: Bearer …`, with no `error` when no token was sent) and
+ * a JSON body with `error` and `error_description`.
+ */
+export function errorReply(err: GatewayError, challenge: ChallengeContext, requestId?: string): ErrorReply {
+  const mapping = HTTP_BY_CODE[err.code]
+  const status = mapping.status
+  const description = status >= 500 ? PUBLIC_5XX[status]! : err.message
+  const headers: Record<string, string> = { 'cache-control': 'no-store' }
+  if (status === 401 || status === 403 || (status === 400 && mapping.oauth)) {
+    const params = [`realm=${quote(challenge.realm)}`]
+    if (mapping.oauth) {
+      params.push(`error=${quote(mapping.oauth)}`, `error_description=${quote(description)}`)
+    }
+    if (mapping.oauth === 'insufficient_scope' && err.requiredScopes && err.requiredScopes.length > 0) {
+      params.push(`scope=${quote(err.requiredScopes.join(' '))}`)
+    }
+    if (challenge.resourceMetadata) params.push(`resource_metadata=${quote(challenge.resourceMetadata)}`)
+    headers['www-authenticate'] = 'Bearer ' + params.join(', ')
+  }
+  const body: ErrorReply['body'] = {
+    error: mapping.oauth ?? mapping.error ?? 'error',
+    error_description: description,
+  }
+  if (requestId) body.request_id = requestId
+  return { status, headers, body }
+}
+
+/** Errors that did not come from the pipeline (body parsing, sockets…) as GatewayErrors. */
+export function asGatewayError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err
+  const e = err as { code?: string; statusCode?: number }
+  if (e?.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new GatewayError('body_too_large', 'the request body is too large', { cause: err })
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new GatewayError('request_malformed', 'the request is malformed', { cause: err })
+  }
+  return new GatewayError('internal_error', 'internal error', { cause: err })
+}

@@ -1,0 +1,94 @@
+import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { GatewayError, isGatewayError } from '../../errors.js'
+import { principalFromClaims, type Principal } from './principal.js'
+
+/** An issuer as the request path uses it: immutable, built once per config. */
+export interface TrustedIssuer {
+  readonly id: string
+  readonly issuer: string
+  readonly audiences: readonly string[]
+  readonly algorithms: readonly string[]
+  readonly clockSkewSeconds: number
+  readonly requireTyp: 'at+jwt' | undefined
+  readonly getKey: JWTVerifyGetKey
+}
+
+const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
+
+/** True when the token has the shape of a signed JWT (three base64url parts). */
+export function looksLikeJwt(token: string): boolean {
+  return JWS_COMPACT.test(token)
+}
+
+/**
+ * Verifies a JWT access token against the issuers a route trusts, keyed by
+ * their `iss`. The unverified `iss` only selects which issuer's keys and rules
+ * apply; everything is then checked by jose: signature, algorithm allow-list,
+ * iss, aud (any of), exp (required), nbf and iat with the issuer's clock skew,
+ * and `typ` when the issuer requires `at+jwt`.
+ */
+export async function verifyJwt(token: string, trusted: ReadonlyMap<string, TrustedIssuer>): Promise<Principal> {
+  if (!looksLikeJwt(token)) throw new GatewayError('token_malformed', 'the token is not a JWT')
+  let iss: unknown
+  try {
+    iss = decodeJwt(token).iss
+  } catch (err) {
+    throw new GatewayError('token_malformed', 'the token is not a JWT', { cause: err })
+  }
+  if (typeof iss !== 'string') throw new GatewayError('issuer_untrusted', 'the token names no issuer')
+  const issuer = trusted.get(iss)
+  if (!issuer) throw new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust')
+  try {
+    const { payload } = await jwtVerify(token, issuer.getKey, {
+      issuer: issuer.issuer,
+      audience: issuer.audiences as string[],
+      algorithms: issuer.algorithms as string[],
+      clockTolerance: issuer.clockSkewSeconds,
+      requiredClaims: ['exp'],
+      ...(issuer.requireTyp ? { typ: issuer.requireTyp } : {}),
+    })
+    return principalFromClaims(issuer.id, issuer.issuer, payload)
+  } catch (err) {
+    throw toGatewayError(err)
+  }
+}
+
+function toGatewayError(err: unknown): GatewayError {
+  if (isGatewayError(err)) return err
+  if (err instanceof errors.JWTExpired) return new GatewayError('token_expired', 'the token has expired', { cause: err })
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case 'nbf':
+        return new GatewayError('token_not_yet_valid', 'the token is not valid yet', { cause: err })
+      case 'aud':
+        return new GatewayError('audience_invalid', 'the token is not meant for this audience', { cause: err })
+      case 'iss':
+        return new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust', { cause: err })
+      case 'typ':
+        return new GatewayError('type_invalid', 'the token is not an access token (typ must be at+jwt)', { cause: err })
+      default:
+        return new GatewayError('claims_invalid', `the token's "${err.claim}" claim is missing or invalid`, { cause: err })
+    }
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) return new GatewayError('algorithm_not_allowed', 'the token is signed with an algorithm this issuer may not use', { cause: err })
+  if (err instanceof errors.JWSSignatureVerificationFailed) return new GatewayError('signature_invalid', 'the token signature is invalid', { cause: err })
+  if (err instanceof errors.JWKSNoMatchingKey) return new GatewayError('key_unknown', 'the token is signed with a key this issuer does not publish', { cause: err })
+  if (err instanceof errors.JOSEError) return new GatewayError('token_malformed', 'the token is not a valid JWT', { cause: err })
+  return new GatewayError('internal_error', 'the token could not be verified', { cause: err })
+}
+
+/** Key lookup over static keys first, then (if any) a remote set. */
+export function combineKeySources(staticKeys: Parameters<typeof createLocalJWKSet>[0] | undefined, remote: JWTVerifyGetKey | undefined): JWTVerifyGetKey {
+  const local = staticKeys && staticKeys.keys.length > 0 ? createLocalJWKSet(staticKeys) : undefined
+  if (local && !remote) return local
+  if (remote && !local) return remote
+  if (!local || !remote) throw new Error('an issuer needs jwks_uri or keys')
+  return async (header, token) => {
+    try {
+      return await local(header, token)
+    } catch (err) {
+      if (err instanceof errors.JWKSNoMatchingKey) return remote(header, token)
+      throw err
+    }
+  }
+}

@@ -1,0 +1,59 @@
+import { GatewayError } from '../../errors.js'
+
+/**
+ * Who a request acts for, as vouched for by a trusted issuer. Every
+ * authenticator produces one; authorization and identity headers read only this.
+ */
+export interface Principal {
+  /** The id of the issuer entry in the config that vouched for the token. */
+  readonly issuerId: string
+  /** The issuer's `iss`. */
+  readonly issuer: string
+  readonly subject: string | undefined
+  /** `client_id`, else `azp`. */
+  readonly clientId: string | undefined
+  readonly scopes: ReadonlySet<string>
+  /** Seconds since the epoch. */
+  readonly expiresAt: number | undefined
+  readonly claims: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The granted scopes: `scope` (RFC 9068, space-delimited) and `scp` (a string
+ * or an array of strings, as Entra ID and Okta send it), merged.
+ */
+export function scopesFromClaims(claims: Readonly<Record<string, unknown>>): Set<string> {
+  const scopes = new Set<string>()
+  const add = (value: unknown, claim: string) => {
+    if (value === undefined) return
+    if (typeof value === 'string') {
+      for (const s of value.split(' ')) if (s !== '') scopes.add(s)
+    } else if (Array.isArray(value) && value.every((s) => typeof s === 'string')) {
+      for (const s of value as string[]) if (s !== '') scopes.add(s)
+    } else {
+      throw new GatewayError('claims_invalid', `the "${claim}" claim is neither a string nor a list of strings`)
+    }
+  }
+  add(claims.scope, 'scope')
+  add(claims.scp, 'scp')
+  return scopes
+}
+
+export function principalFromClaims(issuerId: string, issuer: string, claims: Readonly<Record<string, unknown>>): Principal {
+  const text = (name: string): string | undefined => {
+    const v = claims[name]
+    if (v === undefined) return undefined
+    if (typeof v !== 'string') throw new GatewayError('claims_invalid', `the "${name}" claim is not a string`)
+    return v
+  }
+  const exp = claims.exp
+  return {
+    issuerId,
+    issuer,
+    subject: text('sub'),
+    clientId: text('client_id') ?? text('azp'),
+    scopes: scopesFromClaims(claims),
+    expiresAt: typeof exp === 'number' ? exp : undefined,
+    claims,
+  }
+}

@@ -1,0 +1,67 @@
+import { GatewayError } from '../../errors.js'
+
+/** RFC 6750 §2.1: `Bearer` 1*SP b64token, the scheme case-insensitive. */
+const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
+const SCHEME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+(?: |$)/
+const MAX_TOKEN_LENGTH = 16 * 1024
+
+export interface CredentialSources {
+  /** Node's `rawHeaders`: [name, value, name, value, …]. */
+  readonly rawHeaders: readonly string[]
+  /** The raw query string, with or without its leading `?`. */
+  readonly query: string
+  /** The form-encoded body when there is one, as received. */
+  readonly formBody: Buffer | undefined
+}
+
+/**
+ * Takes the one bearer token of a request (RFC 6750).
+ *
+ * The token must come in the `Authorization` header. A second `Authorization`
+ * header, or an `access_token` in the query or form body next to the header,
+ * is `token_duplicated`: the gateway would verify one token and the backend
+ * could act on the other. An `access_token` in the query or body alone is
+ * `token_location_unsupported` (tokens in URLs end up in logs).
+ * A request with no bearer credential at all is `token_missing`.
+ */
+export function extractBearer(sources: CredentialSources): string {
+  let header: string | undefined
+  const raw = sources.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    if (name.length === 13 && name.toLowerCase() === 'authorization') {
+      if (header !== undefined) throw new GatewayError('token_duplicated', 'the request carries more than one Authorization header')
+      header = raw[i + 1]!
+    }
+  }
+  const elsewhere = hasAccessTokenParam(sources.query) || (sources.formBody !== undefined && hasAccessTokenParam(sources.formBody.toString('latin1')))
+  if (header === undefined) {
+    if (elsewhere) {
+      throw new GatewayError('token_location_unsupported', 'send the access token in the Authorization header, not in the query or body')
+    }
+    throw new GatewayError('token_missing', 'the request carries no bearer token')
+  }
+  if (elsewhere) throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
+  const match = BEARER.exec(header)
+  if (match === null) {
+    // Another scheme (Basic, DPoP…) is not a bearer token; a malformed Bearer is a bad request.
+    if (SCHEME.test(header) && !/^bearer(?: |$)/i.test(header)) {
+      throw new GatewayError('token_missing', 'the request carries no bearer token')
+    }
+    throw new GatewayError('authorization_malformed', 'the Authorization header is not a well-formed Bearer credential')
+  }
+  const token = match[1]!
+  if (token.length > MAX_TOKEN_LENGTH) throw new GatewayError('authorization_malformed', 'the bearer token is too long')
+  return token
+}
+
+function hasAccessTokenParam(query: string): boolean {
+  // The name may be percent-encoded ("%61ccess_token") or in another case, and
+  // a backend may still read it as the token: only a full parse sees it.
+  if (query.length <= 1) return false
+  if (!query.includes('%') && !query.toLowerCase().includes('access_token')) return false
+  for (const name of new URLSearchParams(query).keys()) {
+    if (name.toLowerCase() === 'access_token') return true
+  }
+  return false
+}

@@ -1,0 +1,116 @@
+import { GatewayError } from '../../errors.js'
+import type { Principal } from '../authn/principal.js'
+
+/** Where each identity value goes (lower-case header names). */
+export interface IdentityHeaderNames {
+  readonly clientId: string
+  readonly subject: string
+  readonly scopes: string
+  readonly issuer: string
+  /** Extra claims: [claim name, header name]. */
+  readonly claims: ReadonlyArray<readonly [string, string]>
+}
+
+export interface HeaderPolicy {
+  readonly identity: IdentityHeaderNames
+  /** Folded names (see foldHeaderName) removed from every request before anything is added. */
+  readonly strip: ReadonlySet<string>
+}
+
+/**
+ * Request headers that are never forwarded as the client sent them:
+ * forwarding headers the gateway sets itself, headers some frameworks let
+ * override the path or method that was authorized, and hop-by-hop headers
+ * (those named in `Connection` are removed by the proxy before this runs).
+ */
+export const ALWAYS_STRIPPED = [
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'forwarded',
+  'x-real-ip',
+  'x-request-id',
+  'x-original-url',
+  'x-original-uri',
+  'x-rewrite-url',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'proxy-authorization',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+] as const
+
+/**
+ * The name a lenient backend may read a header as: case-folded, with `_` and
+ * `.` read as `-` (CGI, nginx with underscores_in_headers, some frameworks).
+ */
+export function foldHeaderName(name: string): string {
+  return name.toLowerCase().replace(/[_.]/g, '-')
+}
+
+export function buildHeaderPolicy(identity: IdentityHeaderNames): HeaderPolicy {
+  const strip = new Set<string>(ALWAYS_STRIPPED)
+  for (const name of [identity.clientId, identity.subject, identity.scopes, identity.issuer, ...identity.claims.map(([, h]) => h)]) {
+    strip.add(foldHeaderName(name))
+  }
+  return { identity, strip }
+}
+
+const HEADER_VALUE = /^[\x20-\x7e]*$/
+
+/**
+ * The identity headers for a principal, computed before forwarding so that a
+ * claim that cannot travel in a header fails the request instead of reaching
+ * the backend half-formed.
+ */
+export function identityHeaders(principal: Principal, names: IdentityHeaderNames): Record<string, string> {
+  const out: Record<string, string> = {}
+  const put = (header: string, value: string | undefined, claim: string) => {
+    if (value === undefined) return
+    if (!HEADER_VALUE.test(value)) throw new GatewayError('claims_invalid', `the "${claim}" claim cannot be sent in a header`)
+    out[header] = value
+  }
+  put(names.clientId, principal.clientId, 'client_id')
+  put(names.subject, principal.subject, 'sub')
+  put(names.scopes, [...principal.scopes].join(' '), 'scope')
+  put(names.issuer, principal.issuer, 'iss')
+  for (const [claim, header] of names.claims) {
+    const value = principal.claims[claim]
+    if (value === undefined || value === null) continue
+    put(header, typeof value === 'string' ? value : JSON.stringify(value), claim)
+  }
+  return out
+}
+
+export interface OutgoingHeaderContext {
+  readonly policy: HeaderPolicy
+  readonly forwardAuthorization: boolean
+  /** Identity headers to add; null on public routes. */
+  readonly identity: Readonly<Record<string, string>> | null
+  /** X-Forwarded-*, X-Request-Id and, with preserve_host, Host. */
+  readonly set: Readonly<Record<string, string>>
+}
+
+/**
+ * Cleans, then adds. Every header whose folded name the gateway owns is
+ * removed first (any case, `_` or `.` for `-`), on every route; then the
+ * gateway's own values are set. Mutates and returns `headers`.
+ */
+export function rewriteRequestHeaders(headers: Record<string, unknown>, ctx: OutgoingHeaderContext): Record<string, unknown> {
+  const strip = ctx.policy.strip
+  for (const key of Object.keys(headers)) {
+    const folded = key.includes('_') || key.includes('.') ? foldHeaderName(key) : key.toLowerCase()
+    if (strip.has(folded)) delete headers[key]
+  }
+  if (!ctx.forwardAuthorization) delete headers.authorization
+  Object.assign(headers, ctx.set)
+  if (ctx.identity) Object.assign(headers, ctx.identity)
+  return headers
+}
