@@ -66,13 +66,34 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   app.decorateRequest('outcome', null)
   app.addHook('onRequest', async (request, reply) => {
-    request.outcome = { routeId: undefined, path: undefined, principal: undefined, reason: undefined }
+    request.outcome = { routeId: undefined, path: undefined, principal: undefined, decision: undefined, reason: undefined }
     reply.header('x-request-id', request.id)
+  })
+
+  // One line per request. Never the query string, headers or body: they may carry secrets.
+  app.addHook('onResponse', async (request, reply) => {
+    const o = request.outcome
+    request.log.info(
+      {
+        route: o?.routeId ?? null,
+        method: request.method,
+        path: o?.path ?? null,
+        status: reply.statusCode,
+        client_id: o?.principal?.clientId ?? null,
+        decision: o?.decision ?? 'deny',
+        reason: o?.reason ?? null,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+      },
+      'request',
+    )
   })
 
   app.setErrorHandler((err, request, reply) => {
     const error = asGatewayError(err)
-    if (request.outcome) request.outcome.reason = error.code
+    if (request.outcome) {
+      request.outcome.reason = error.code
+      request.outcome.decision ??= 'deny'
+    }
     const answer = errorReply(error, { realm: current.server.realm }, request.id)
     if (answer.status >= 500) request.log.error({ err, code: error.code, route: request.outcome?.routeId }, 'request failed')
     return reply.code(answer.status).headers(answer.headers).send(answer.body)

@@ -19,7 +19,9 @@ export interface RequestOutcome {
   routeId: string | undefined
   path: string | undefined
   principal: Principal | undefined
-  /** Why the request was refused, when it was. */
+  /** `allow` once every check passed and the request is forwarded. */
+  decision: 'allow' | 'deny' | undefined
+  /** Why the request was refused or failed, when it was. */
   reason: string | undefined
 }
 
@@ -71,6 +73,7 @@ export function createHandler(source: ConfigSource) {
       'x-request-id': request.id,
     }
     if (route.upstream.preserveHost) set.host = request.host
+    outcome.decision = 'allow'
     return forward(request, reply, route, target.path, { policy: config.headers, forwardAuthorization, identity, set })
   }
 }

@@ -1,14 +1,30 @@
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pino } from 'pino'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
+
+export interface LogLine {
+  msg: string
+  reqId?: string
+  route?: string | null
+  path?: string | null
+  status?: number
+  decision?: string
+  reason?: string | null
+  [k: string]: unknown
+}
 
 export interface TestGateway {
   readonly gateway: Gateway
   readonly url: string
   readonly dir: string
+  /** Every line the gateway logged, parsed. */
+  readonly logs: LogLine[]
+  /** The request log line for a response (by its x-request-id), once written. */
+  requestLog(requestId: string | string[] | undefined): Promise<LogLine>
   close(): Promise<void>
 }
 
@@ -19,7 +35,23 @@ export async function startGateway(yaml: string, files: Record<string, string> =
   const file = join(dir, 'gateway.yaml')
   await writeFile(file, yaml)
   const config = await compileConfig(parseConfig(yaml, file))
-  const gateway = await buildGateway({ config })
+  const logs: LogLine[] = []
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
+  const gateway = await buildGateway({ config, logger })
   const url = await gateway.app.listen({ host: '127.0.0.1', port: 0 })
-  return { gateway, url, dir, close: () => gateway.close() }
+  return {
+    gateway,
+    url,
+    dir,
+    logs,
+    async requestLog(requestId) {
+      for (let i = 0; i < 200; i++) {
+        const line = logs.find((l) => l.msg === 'request' && l.reqId === requestId)
+        if (line) return line
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      throw new Error(`no request log line for ${String(requestId)}`)
+    },
+    close: () => gateway.close(),
+  }
 }

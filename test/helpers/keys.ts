@@ -1,6 +1,7 @@
+import { KeyObject, sign as cryptoSign } from 'node:crypto'
 import { exportJWK, generateKeyPair, SignJWT, type JWK, type JWTPayload, type CryptoKey } from 'jose'
 
-export type Alg = 'RS256' | 'ES256' | 'EdDSA'
+export type Alg = 'RS256' | 'ES256' | 'EdDSA' | 'PS256' | 'ES384'
 
 export interface TestKey {
   readonly alg: Alg
@@ -33,4 +34,11 @@ export async function sign(key: TestKey, claims: JWTPayload, options: SignOption
 
 export function b64url(data: string | Buffer): string {
   return Buffer.from(data).toString('base64url')
+}
+
+/** Signs any header, even one jose would refuse to produce (RS256 only). */
+export function signRawRs256(key: TestKey, header: Record<string, unknown>, payload: Record<string, unknown>): string {
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`
+  const signature = cryptoSign('sha256', Buffer.from(input), KeyObject.from(key.privateKey))
+  return `${input}.${signature.toString('base64url')}`
 }

@@ -19,19 +19,19 @@ export interface Principal {
 }
 
 /**
- * The granted scopes: `scope` (RFC 9068, space-delimited) and `scp` (a string
- * or an array of strings, as Entra ID and Okta send it), merged.
+ * The granted scopes: `scope` (RFC 9068: a space-delimited string) and `scp`
+ * (a string or an array of strings, as Entra ID and Okta send it), merged.
  */
 export function scopesFromClaims(claims: Readonly<Record<string, unknown>>): Set<string> {
   const scopes = new Set<string>()
-  const add = (value: unknown, claim: string) => {
+  const add = (value: unknown, claim: 'scope' | 'scp') => {
     if (value === undefined) return
     if (typeof value === 'string') {
       for (const s of value.split(' ')) if (s !== '') scopes.add(s)
-    } else if (Array.isArray(value) && value.every((s) => typeof s === 'string')) {
+    } else if (claim === 'scp' && Array.isArray(value) && value.every((s) => typeof s === 'string')) {
       for (const s of value as string[]) if (s !== '') scopes.add(s)
     } else {
-      throw new GatewayError('claims_invalid', `the "${claim}" claim is neither a string nor a list of strings`)
+      throw new GatewayError('claims_invalid', claim === 'scope' ? 'the "scope" claim is not a string' : 'the "scp" claim is neither a string nor a list of strings')
     }
   }
   add(claims.scope, 'scope')
