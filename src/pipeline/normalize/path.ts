@@ -12,7 +12,7 @@ export interface RequestTarget {
 
 // Character classes of a raw path byte (RFC 3986 §3.3).
 const PLAIN = 1 // unreserved except '.': needs no work at all
-const PCHAR = 2 // allowed literally in a segment (sub-delims other than ';', ':' and '@')
+const PCHAR = 2 // allowed literally: '.', sub-delims other than ';', ':' and '@'
 const ENCODE = 3 // legal in the wire format Node accepts but not in a canonical path: percent-encode
 const REJECT = 4 // ambiguous between servers: refuse the request
 
@@ -20,7 +20,7 @@ const CLASS = new Uint8Array(256).fill(ENCODE)
 for (let c = 0; c < 0x20; c++) CLASS[c] = REJECT
 CLASS[0x7f] = REJECT
 for (const ch of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~') CLASS[ch.charCodeAt(0)] = PLAIN
-for (const ch of "!$&'()*+,=:@") CLASS[ch.charCodeAt(0)] = PCHAR
+for (const ch of "!$&'()*+,=:@.") CLASS[ch.charCodeAt(0)] = PCHAR
 CLASS[0x5c] = REJECT // '\' is a separator on some backends
 CLASS[0x3b] = REJECT // ';' starts path parameters on some backends ("/public/..;/admin")
 CLASS[0x23] = REJECT // '#' never belongs in a request target
