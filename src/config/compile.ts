@@ -105,6 +105,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const baseDir = dirname(resolve(locator.file))
 
   const issuers = await compileIssuers(config, baseDir, report, options)
+  // Issuers that are declared but broken are reported once, not again at every route using them.
+  const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
   const upstreams = new Map<string, CompiledUpstream>()
   for (const [id, u] of Object.entries(config.upstreams)) {
@@ -157,7 +159,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       r.auth.issuers.forEach((id, j) => {
         const issuer = issuers.get(id)
         if (!issuer) {
-          report(at('auth', 'issuers', j), `unknown issuer "${id}"; defined: ${[...issuers.keys()].join(', ') || 'none'}`)
+          if (!declaredIssuers.has(id)) report(at('auth', 'issuers', j), `unknown issuer "${id}"; defined: ${[...declaredIssuers].join(', ') || 'none'}`)
           return
         }
         if (trusted.has(issuer.issuer)) report(at('auth', 'issuers', j), `two trusted issuers of this route have the same iss "${issuer.issuer}"`)

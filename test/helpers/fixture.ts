@@ -1,4 +1,4 @@
-import { makeKey, sign, type Alg, type SignOptions, type TestKey } from './keys.js'
+import { makeKey, sign, type SignOptions, type TestKey } from './keys.js'
 import { startJwksServer, type JwksServer } from './jwks.js'
 import { startEchoUpstream, type Echoed, type Listening } from './servers.js'
 import { startGateway, type TestGateway } from './gateway.js'
@@ -8,12 +8,12 @@ export const ISSUER = 'https://auth.test.example'
 export const AUDIENCE = 'orders-api'
 
 export interface Fixture {
-  keys: Record<Alg, TestKey>
+  keys: Record<'RS256' | 'ES256' | 'EdDSA', TestKey>
   jwks: JwksServer
   upstream: Listening & { received: Echoed[] }
   gw: TestGateway
   /** A token from the trusted issuer with sensible defaults. */
-  token(claims?: JWTPayload, options?: SignOptions & { alg?: Alg }): Promise<string>
+  token(claims?: JWTPayload, options?: SignOptions & { alg?: 'RS256' | 'ES256' | 'EdDSA' }): Promise<string>
   close(): Promise<void>
 }
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
@@ -30,6 +31,8 @@ export interface Echoed {
   headers: IncomingHttpHeaders
   rawHeaders: string[]
   body: string
+  bodyLength: number
+  bodySha256: string
 }
 
 /** An upstream that answers with what it received, and remembers it. */
@@ -45,6 +48,8 @@ export async function startEchoUpstream(): Promise<Listening & { received: Echoe
         headers: req.headers,
         rawHeaders: req.rawHeaders,
         body: Buffer.concat(chunks).toString('utf8'),
+        bodyLength: Buffer.concat(chunks).length,
+        bodySha256: createHash('sha256').update(Buffer.concat(chunks)).digest('hex'),
       }
       received.push(echoed)
       res.setHeader('content-type', 'application/json')

@@ -1,0 +1,53 @@
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { describe, expect, it } from 'vitest'
+import { main } from '../../src/cli.js'
+
+function sink(): Writable & { text: string } {
+  const w = new Writable({
+    write(chunk, _enc, cb) {
+      w.text += String(chunk)
+      cb()
+    },
+  }) as Writable & { text: string }
+  w.text = ''
+  return w
+}
+
+async function run(...argv: string[]) {
+  const out = sink()
+  const err = sink()
+  const code = await main(argv, out as never, err as never)
+  return { code, out: out.text, err: err.text }
+}
+
+describe('gateway validate', () => {
+  it('exits 0 for the shipped example config', async () => {
+    const r = await run('validate', 'config/gateway.yaml')
+    expect(r.err).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.out).toContain('config/gateway.yaml: valid')
+  })
+
+  it('exits 1 and prints every error with file, line and column', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-cli-'))
+    const file = join(dir, 'bad.yaml')
+    await writeFile(file, 'upstreams: { a: { url: "http://x" } }\nroutes:\n  - id: r\n    match: { path: /x, methods: [get] }\n    upstream: b\n    auth: pubic\n')
+    const r = await run('validate', file)
+    expect(r.code).toBe(1)
+    expect(r.err).toContain('invalid configuration (2 errors)')
+    expect(r.err).toContain(`${file}:4:34: routes[0] (r).match.methods[0]: must be an HTTP method`)
+    expect(r.err).toContain(`${file}:6:11: routes[0] (r).auth: must be "public"`)
+    // Reference checks run once the file has the right shape.
+    await writeFile(file, 'upstreams: { a: { url: "http://x" } }\nroutes:\n  - id: r\n    match: { path: /x }\n    upstream: b\n    auth: public\n')
+    expect((await run('validate', file)).err).toContain(`${file}:5:15: routes[0] (r).upstream: unknown upstream "b"; defined: a`)
+  })
+
+  it('exits 1 for a missing file and 2 for bad usage', async () => {
+    expect((await run('validate', '/nonexistent.yaml')).code).toBe(1)
+    expect((await run('validate')).code).toBe(2)
+    expect((await run('frobnicate')).code).toBe(2)
+  })
+})

@@ -1,0 +1,224 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { compileConfig } from '../../src/config/compile.js'
+import { ConfigError, type ConfigIssue } from '../../src/config/errors.js'
+import { parseConfig } from '../../src/config/load.js'
+
+const BASE = `upstreams:
+  orders: { url: "http://127.0.0.1:9999" }
+issuers:
+  - id: corp
+    issuer: https://auth.example.com
+    jwks_uri: https://auth.example.com/jwks
+    audiences: [orders-api]
+routes:
+  - id: orders
+    match: { path: /orders/*, methods: [GET] }
+    upstream: orders
+    auth: { issuers: [corp], scopes: { all_of: [orders:read] } }
+`
+
+async function issues(yaml: string, env: NodeJS.ProcessEnv = {}, file = '/etc/gateway/gateway.yaml'): Promise<ConfigIssue[]> {
+  try {
+    await compileConfig(parseConfig(yaml, file, env))
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).code).toBe('config_invalid')
+    return [...(err as ConfigError).issues]
+  }
+  throw new Error('the configuration was accepted')
+}
+
+async function only(yaml: string, env: NodeJS.ProcessEnv = {}): Promise<ConfigIssue> {
+  const found = await issues(yaml, env)
+  expect(found, JSON.stringify(found, null, 2)).toHaveLength(1)
+  return found[0]!
+}
+
+describe('a valid configuration', () => {
+  it('compiles', async () => {
+    const config = await compileConfig(parseConfig(BASE, 'g.yaml', {}))
+    expect(config.router.routes.map((r) => r.id)).toEqual(['orders'])
+    expect(Object.isFrozen(config)).toBe(true)
+    expect(config.server).toMatchObject({ host: '0.0.0.0', port: 8080, realm: 'gateway', trustProxy: false })
+    const issuer = config.issuers.get('corp')!
+    expect(issuer).toMatchObject({ algorithms: ['RS256', 'ES256', 'EdDSA'], clockSkewSeconds: 30, requireTyp: undefined })
+  })
+})
+
+describe('syntax', () => {
+  it('reports YAML errors with their line', async () => {
+    const issue = await only('upstreams:\n  orders: { url: "x"\nroutes: []\n')
+    expect(issue.file).toBe('/etc/gateway/gateway.yaml')
+    expect(issue.line).toBeGreaterThanOrEqual(2)
+  })
+
+  it('refuses duplicate keys', async () => {
+    const issue = await only(BASE.replace('    audiences: [orders-api]\n', '    audiences: [orders-api]\n    audiences: [x]\n'))
+    expect(issue.line).toBe(8)
+    expect(issue.message).toMatch(/unique/i)
+  })
+})
+
+describe('schema', () => {
+  it('names an unknown key with its place and the allowed keys', async () => {
+    const issue = await only(BASE.replace('    audiences:', '    audiencs: [a]\n    audiences:'))
+    expect(issue).toMatchObject({ line: 7, column: 5, path: 'issuers[0] (corp).audiencs' })
+    expect(issue.message).toContain('unknown field "audiencs"; allowed here: id, issuer, jwks_uri, keys, audiences')
+  })
+
+  it('names a missing required field', async () => {
+    const issue = await only(BASE.replace('    upstream: orders\n', ''))
+    expect(issue).toMatchObject({ line: 9, path: 'routes[0] (orders).upstream', message: 'missing required field "upstream"' })
+  })
+
+  it('refuses a protected route without a scope requirement (no silent "any token")', async () => {
+    const issue = await only(BASE.replace('auth: { issuers: [corp], scopes: { all_of: [orders:read] } }', 'auth: { issuers: [corp] }'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).auth.scopes', message: 'missing required field "scopes"' })
+  })
+
+  it('says what a field must be and what it got', async () => {
+    const issue = await only(BASE.replace('methods: [GET]', 'methods: [GTE]'))
+    expect(issue).toMatchObject({ line: 10, column: 41, path: 'routes[0] (orders).match.methods[0]' })
+    expect(issue.message).toBe('must be an HTTP method: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, got "GTE"')
+  })
+
+  it('explains a bad duration', async () => {
+    const issue = await only(BASE.replace('url: "http://127.0.0.1:9999" }', 'url: "http://127.0.0.1:9999", timeout: 10 seconds }'))
+    expect(issue).toMatchObject({ line: 2, path: 'upstreams.orders.timeout' })
+    expect(issue.message).toMatch(/^must be a duration/)
+  })
+
+  it('explains a union that nothing matched', async () => {
+    const issue = await only(BASE.replace('auth: { issuers: [corp], scopes: { all_of: [orders:read] } }', 'auth: publik'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).auth' })
+    expect(issue.message).toMatch(/^must be "public" .* got "publik"$/)
+  })
+
+  it('reports the inner error of a union branch that fits', async () => {
+    const issue = await only(BASE.replace('scopes: { all_of: [orders:read] }', 'scopes: { all_of: orders:read }'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).auth.scopes.all_of', message: 'must be a list, got "orders:read"' })
+  })
+
+  it('never accepts HMAC or none', async () => {
+    const issue = await only(BASE.replace('    audiences: [orders-api]\n', '    audiences: [orders-api]\n    algorithms: [RS256, HS256]\n'))
+    expect(issue).toMatchObject({ line: 8, path: 'issuers[0] (corp).algorithms[1]' })
+    expect((await only(BASE.replace('    audiences: [orders-api]\n', '    audiences: [orders-api]\n    algorithms: [none]\n'))).path).toBe('issuers[0] (corp).algorithms[0]')
+  })
+
+  it('reports every problem at once, in file order', async () => {
+    const found = await issues(BASE.replace('methods: [GET]', 'methods: [GTE]').replace('    audiences:', '    audiencs: [a]\n    audiences:'))
+    expect(found.map((i) => i.line)).toEqual([7, 11])
+  })
+})
+
+describe('environment variables', () => {
+  it('interpolates ${VAR} and ${VAR:-default}', async () => {
+    const yaml = BASE.replace('http://127.0.0.1:9999', '${UP_URL}').replace('https://auth.example.com/jwks', '${JWKS:-https://d.example/jwks}')
+    const config = await compileConfig(parseConfig(yaml + 'server:\n  body_limit: ${LIMIT}\n', 'g.yaml', { UP_URL: 'http://up:1/base', LIMIT: '2048' }))
+    expect(config.router.routes[0]!.upstream.base).toBe('http://up:1/base')
+    expect(config.server.bodyLimit).toBe(2048)
+  })
+
+  it('reports an unset variable with its line', async () => {
+    const issue = await only(BASE.replace('http://127.0.0.1:9999', '${UP_URL}'))
+    expect(issue).toMatchObject({ line: 2, message: 'environment variable UP_URL is not set' })
+  })
+
+  it('never lets a value add structure', async () => {
+    const yaml = BASE.replace('https://auth.example.com\n', '"${ISS}"\n')
+    const config = await compileConfig(parseConfig(yaml, 'g.yaml', { ISS: 'x\n    jwks_uri: http://evil/jwks' }))
+    expect(config.issuers.get('corp')!.issuer).toBe('x\n    jwks_uri: http://evil/jwks')
+  })
+
+  it('writes a literal ${ with $${', async () => {
+    const config = await compileConfig(parseConfig(BASE.replace('https://auth.example.com\n', () => '"$${NOT_A_VAR}"\n'), 'g.yaml', {}))
+    expect(config.issuers.get('corp')!.issuer).toBe('${NOT_A_VAR}')
+  })
+})
+
+describe('references and meaning', () => {
+  it('refuses an unknown upstream', async () => {
+    const issue = await only(BASE.replace('    upstream: orders', '    upstream: order'))
+    expect(issue).toMatchObject({ line: 11, column: 15, path: 'routes[0] (orders).upstream', message: 'unknown upstream "order"; defined: orders' })
+  })
+
+  it('refuses an unknown issuer', async () => {
+    const issue = await only(BASE.replace('issuers: [corp]', 'issuers: [corp, crop]'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).auth.issuers[1]', message: 'unknown issuer "crop"; defined: corp' })
+  })
+
+  it('refuses duplicate route ids', async () => {
+    const yaml = BASE + `  - id: orders
+    match: { path: /other }
+    upstream: orders
+    auth: public
+`
+    expect(await only(yaml)).toMatchObject({ line: 13, path: 'routes[1] (orders).id' })
+  })
+
+  it('refuses two routes that match exactly the same requests', async () => {
+    const yaml = BASE + `  - id: orders-again
+    match: { path: "/orders//*", methods: [HEAD, GET] }
+    upstream: orders
+    auth: public
+`
+    const issue = await only(yaml)
+    expect(issue).toMatchObject({ line: 14, path: 'routes[1] (orders-again).match' })
+    expect(issue.message).toContain('routes "orders" and "orders-again" both match GET requests')
+  })
+
+  it('refuses malformed path patterns', async () => {
+    const issue = await only(BASE.replace('/orders/*', '/orders/*/x'))
+    expect(issue).toMatchObject({ line: 10, path: 'routes[0] (orders).match.path', message: '"*" is only allowed as the last segment' })
+  })
+
+  it('refuses a strip_prefix that is not the start of the path', async () => {
+    const issue = await only(BASE.replace('    upstream: orders\n', '    upstream: orders\n    strip_prefix: /ord\n'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).strip_prefix' })
+  })
+
+  it('refuses an issuer without keys', async () => {
+    const issue = await only(BASE.replace('    jwks_uri: https://auth.example.com/jwks\n', ''))
+    expect(issue).toMatchObject({ line: 4, path: 'issuers[0] (corp)', message: 'an issuer needs jwks_uri or keys to verify tokens' })
+  })
+
+  it('refuses keys over plain http except on loopback or when allowed', async () => {
+    const issue = await only(BASE.replace('https://auth.example.com/jwks', 'http://auth.example.com/jwks'))
+    expect(issue).toMatchObject({ line: 6, path: 'issuers[0] (corp).jwks_uri' })
+    await compileConfig(parseConfig(BASE.replace('https://auth.example.com/jwks', 'http://127.0.0.1:8/jwks'), 'g.yaml', {}))
+    await compileConfig(parseConfig(BASE.replace('https://auth.example.com/jwks', 'http://auth/jwks\n    allow_insecure_http: true'), 'g.yaml', {}))
+  })
+
+  it('refuses identity headers the gateway cannot own, or that fold together', async () => {
+    expect(await only(BASE + 'identity_headers: { client_id: X-Forwarded-For }\n')).toMatchObject({ line: 13, path: 'identity_headers.client_id' })
+    expect(await only(BASE + 'identity_headers: { subject: Authorization }\n')).toMatchObject({ path: 'identity_headers.subject' })
+    const fold = await only(BASE + 'identity_headers: { claims: { tenant: X-Client-ID } }\n')
+    expect(fold).toMatchObject({ path: 'identity_headers.claims.tenant' })
+    expect(fold.message).toContain('same header as identity_headers.client_id')
+  })
+
+  it('refuses per-method scopes for a method the route does not serve', async () => {
+    const issue = await only(BASE.replace('scopes: { all_of: [orders:read] } }', 'scopes: { all_of: [orders:read] }, method_scopes: { POST: { all_of: [w] } } }'))
+    expect(issue).toMatchObject({ line: 12, path: 'routes[0] (orders).auth.method_scopes.POST' })
+  })
+})
+
+describe('static key files', () => {
+  it('loads a PEM public key and refuses a private one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-keys-'))
+    const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    await writeFile(join(dir, 'pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }))
+    await writeFile(join(dir, 'priv.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }))
+    const yaml = (file: string) => BASE.replace('    jwks_uri: https://auth.example.com/jwks\n', `    keys: [{ file: ${file}, kid: k1 }]\n`)
+    await compileConfig(parseConfig(yaml('pub.pem'), join(dir, 'gateway.yaml'), {}))
+    const [issue] = await issues(yaml('priv.pem'), {}, join(dir, 'gateway.yaml'))
+    expect(issue).toMatchObject({ line: 6, path: 'issuers[0] (corp).keys[0].file' })
+    expect(issue!.message).toContain('private key')
+    const [missing] = await issues(yaml('nope.pem'), {}, join(dir, 'gateway.yaml'))
+    expect(missing!.message).toContain('key file not found')
+  })
+})
