@@ -2,7 +2,11 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import replyFrom from '@fastify/reply-from'
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { ExpiringLru } from './cache/lru.js'
+import { RedisStore, type SharedStore } from './cache/redis-store.js'
+import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
+import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { createHandler, type ConfigSource } from './handler.js'
 import { GatewayError } from './errors.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
@@ -11,6 +15,8 @@ export interface GatewayOptions {
   readonly config: CompiledConfig
   /** A pino logger; by default nothing is logged (tests). */
   readonly logger?: FastifyBaseLogger
+  /** The clock of cache and token decisions (tests). */
+  readonly now?: () => number
 }
 
 export interface Gateway extends ConfigSource {
@@ -18,6 +24,10 @@ export interface Gateway extends ConfigSource {
   readonly app: FastifyInstance
   /** Swaps in a new compiled configuration; requests already running keep theirs. */
   setConfig(config: CompiledConfig): void
+  /** The introspection result cache (both tiers), kept across reloads. */
+  readonly introspectionCache: TieredCache<IntrospectionRecord>
+  /** The shared tier, when Redis is configured. */
+  readonly sharedStore: SharedStore | undefined
   close(): Promise<void>
 }
 
@@ -41,6 +51,17 @@ function trustProxyOption(trust: CompiledConfig['server']['trustProxy']): boolea
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let current = options.config
   const { server } = current
+  const now = options.now ?? Date.now
+  const redis = current.cache.redis
+  const sharedStore = redis
+    ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never })
+    : undefined
+  const introspectionCache = new TieredCache<IntrospectionRecord>({
+    memory: new ExpiringLru(current.cache.memoryEntries, now),
+    shared: sharedStore && redis ? prefixed(sharedStore, redis.keyPrefix) : undefined,
+    codec: introspectionCodec,
+    now,
+  })
   const app = Fastify({
     loggerInstance: options.logger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -112,11 +133,28 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       warmKeys(config)
       current = config
     },
-    close: () => app.close(),
+    introspectionCache,
+    sharedStore,
+    async close() {
+      await app.close()
+      await sharedStore?.close()
+    },
   }
-  app.all('*', createHandler(gateway))
+  app.all('*', createHandler(gateway, { introspectionCache, now }))
   warmKeys(current)
   return gateway
+}
+
+/** The shared store seen through a key prefix (one prefix per deployment, or per test run). */
+function prefixed(store: SharedStore, prefix: string): SharedStore {
+  return {
+    get: (key) => store.get(prefix + key),
+    set: (key, value, ttlMs) => store.set(prefix + key, value, ttlMs),
+    get up() {
+      return store.up
+    },
+    close: () => store.close(),
+  }
 }
 
 /** Starts fetching key sets that have none yet, so the first request does not wait. */

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
-import { verifyJwt } from './pipeline/authn/jwt.js'
+import { authenticate, type AuthnContext } from './pipeline/authn/authenticate.js'
 import type { Principal } from './pipeline/authn/principal.js'
 import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer } from './pipeline/extract/bearer.js'
@@ -38,7 +38,7 @@ declare module 'fastify' {
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource) {
+export function createHandler(source: ConfigSource, authn: AuthnContext) {
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const config = source.current
     const outcome = request.outcome!
@@ -59,7 +59,7 @@ export function createHandler(source: ConfigSource) {
         query: target.query,
         formBody: Buffer.isBuffer(request.body) ? request.body : undefined,
       })
-      const principal = await verifyJwt(token, route.auth.issuers)
+      const principal = await authenticate(token, route.auth.tokens, authn)
       outcome.principal = principal
       authorize(principal, route.auth.scopes, request.method)
       identity = identityHeaders(principal, config.headers.identity)

@@ -1,6 +1,9 @@
 import { isIP } from 'node:net'
 import { dirname, resolve } from 'node:path'
 import type { JWK } from 'jose'
+import type { TokenPolicy, RouteIssuer } from '../pipeline/authn/authenticate.js'
+import { Discovery } from '../pipeline/authn/discovery.js'
+import { IntrospectionClient, type IntrospectingIssuer } from '../pipeline/authn/introspection.js'
 import { combineKeySources, type TrustedIssuer } from '../pipeline/authn/jwt.js'
 import { RemoteJwks } from '../pipeline/authn/remote-jwks.js'
 import { loadStaticKey } from '../pipeline/authn/static-keys.js'
@@ -11,7 +14,7 @@ import { ALWAYS_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy }
 import { parseDuration } from './duration.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
-import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig } from './schema.js'
+import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig, type ValidationMode } from './schema.js'
 
 export interface CompiledUpstream {
   readonly id: string
@@ -25,8 +28,7 @@ export type RouteAuth =
   | { readonly kind: 'public' }
   | {
       readonly kind: 'protected'
-      /** The trusted issuers, keyed by their `iss`. */
-      readonly issuers: ReadonlyMap<string, TrustedIssuer>
+      readonly tokens: TokenPolicy
       readonly scopes: RouteScopes
       readonly forwardAuthorization: boolean
     }
@@ -38,9 +40,17 @@ export interface CompiledRoute extends RouteSpec {
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
-  /** The remote key set, when the issuer has a jwks_uri. */
+  /** The remote key set, when the issuer has a jwks_uri or discovery. */
   readonly jwks: RemoteJwks | undefined
+  readonly introspection: IntrospectionClient | undefined
+  /** The mode used on routes that do not set their own. */
+  readonly mode: ValidationMode
+  /** Whether the issuer has keys to verify JWTs with. */
+  readonly hasKeys: boolean
 }
+
+const USES_JWT: ReadonlySet<ValidationMode> = new Set(['jwt', 'auto', 'jwt_and_introspection'])
+const USES_INTROSPECTION: ReadonlySet<ValidationMode> = new Set(['introspection', 'auto', 'jwt_and_introspection'])
 
 export type TrustProxy = boolean | number | string[]
 
@@ -61,12 +71,18 @@ export interface CompiledConfig {
   readonly router: Router<CompiledRoute>
   readonly issuers: ReadonlyMap<string, IssuerRuntime>
   readonly headers: HeaderPolicy
+  /** Read once at start: changing them needs a restart. */
+  readonly cache: {
+    readonly redis: { readonly url: string; readonly keyPrefix: string; readonly timeoutMs: number } | undefined
+    readonly memoryEntries: number
+  }
 }
 
 export interface CompileOptions {
   /** The configuration being replaced: remote key sets for unchanged issuers are reused. */
   readonly previous?: CompiledConfig | undefined
   readonly onJwksFetch?: (issuerId: string, outcome: 'success' | 'failure', error?: unknown) => void
+  readonly onIntrospection?: (issuerId: string, outcome: 'active' | 'inactive' | 'error') => void
 }
 
 /** Header names that identity headers may not take. */
@@ -104,7 +120,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const report = (path: FieldPath, message: string, atKey = false) => issues.push(locator.issue(path, message, { atKey }))
   const baseDir = dirname(resolve(locator.file))
 
-  const issuers = await compileIssuers(config, baseDir, report, options)
+  const keepClaims = Object.keys(config.identity_headers?.claims ?? {})
+  const issuers = await compileIssuers(config, baseDir, report, options, keepClaims)
   // Issuers that are declared but broken are reported once, not again at every route using them.
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
@@ -155,16 +172,28 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     if (r.auth === 'public') {
       auth = { kind: 'public' }
     } else {
-      const trusted = new Map<string, TrustedIssuer>()
+      const byIss = new Map<string, RouteIssuer>()
+      const opaque: IssuerRuntime[] = []
       r.auth.issuers.forEach((id, j) => {
         const issuer = issuers.get(id)
         if (!issuer) {
           if (!declaredIssuers.has(id)) report(at('auth', 'issuers', j), `unknown issuer "${id}"; defined: ${[...declaredIssuers].join(', ') || 'none'}`)
           return
         }
-        if (trusted.has(issuer.issuer)) report(at('auth', 'issuers', j), `two trusted issuers of this route have the same iss "${issuer.issuer}"`)
-        trusted.set(issuer.issuer, issuer)
+        if (byIss.has(issuer.issuer)) report(at('auth', 'issuers', j), `two trusted issuers of this route have the same iss "${issuer.issuer}"`)
+        const mode = r.auth === 'public' ? issuer.mode : (r.auth.validation ?? issuer.mode)
+        const where = r.auth !== 'public' && r.auth.validation ? at('auth', 'validation') : at('auth', 'issuers', j)
+        if (USES_JWT.has(mode) && !issuer.hasKeys) report(where, `validation "${mode}" needs keys, but issuer "${id}" has no jwks_uri, keys or discovery`)
+        if (USES_INTROSPECTION.has(mode) && !issuer.introspection) report(where, `validation "${mode}" needs introspection, but issuer "${id}" has no introspection settings`)
+        if (USES_INTROSPECTION.has(mode) && issuer.introspection) opaque.push(issuer)
+        byIss.set(issuer.issuer, { issuer, mode })
       })
+      if (opaque.length > 1) {
+        report(
+          at('auth', 'issuers'),
+          `opaque tokens would be sent to the introspection endpoints of several issuers (${opaque.map((i) => i.id).join(', ')}); a route may introspect for one issuer only`,
+        )
+      }
       const byMethod = new Map<string, ScopeRule>()
       for (const [method, req] of Object.entries(r.auth.method_scopes ?? {})) {
         if (req) byMethod.set(method, scopeRule(req))
@@ -174,7 +203,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       }
       auth = {
         kind: 'protected',
-        issuers: trusted,
+        tokens: { byIss, opaque: opaque[0] as IntrospectingIssuer | undefined },
         scopes: { all: r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod },
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }
@@ -216,6 +245,16 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     router,
     issuers,
     headers,
+    cache: Object.freeze({
+      redis: config.cache?.redis
+        ? {
+            url: config.cache.redis.url,
+            keyPrefix: config.cache.redis.key_prefix ?? DEFAULTS.redisKeyPrefix,
+            timeoutMs: parseDuration(config.cache.redis.timeout ?? DEFAULTS.redisTimeout),
+          }
+        : undefined,
+      memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,
+    }),
   })
 }
 
@@ -228,6 +267,7 @@ async function compileIssuers(
   baseDir: string,
   report: (path: FieldPath, message: string) => void,
   options: CompileOptions,
+  keepClaims: readonly string[],
 ): Promise<Map<string, IssuerRuntime>> {
   const out = new Map<string, IssuerRuntime>()
   const list = config.issuers ?? []
@@ -235,16 +275,38 @@ async function compileIssuers(
     const c = list[i]!
     const at = (...rest: FieldPath) => ['issuers', i, ...rest]
     if (out.has(c.id)) report(at('id'), `duplicate issuer id "${c.id}"`)
-    if (!c.jwks_uri && !c.keys) {
-      report(at(), 'an issuer needs jwks_uri or keys to verify tokens')
-      continue
-    }
-    if (c.jwks_uri) {
-      const url = new URL(c.jwks_uri)
-      if (url.protocol === 'http:' && !isLoopback(url.hostname) && !c.allow_insecure_http) {
-        report(at('jwks_uri'), 'keys fetched over plain http can be replaced in transit; use https (or set allow_insecure_http: true)')
+    const insecureOk = c.allow_insecure_http ?? false
+    const checkUrl = (url: string, path: FieldPath) => {
+      const u = new URL(url)
+      if (u.protocol === 'http:' && !isLoopback(u.hostname) && !insecureOk) {
+        report(path, 'plain http can be read and replaced in transit; use https (or set allow_insecure_http: true)')
       }
     }
+    if (c.jwks_uri) checkUrl(c.jwks_uri, at('jwks_uri'))
+    if (c.introspection?.endpoint) checkUrl(c.introspection.endpoint, at('introspection', 'endpoint'))
+    if (c.discovery) checkUrl(c.issuer, at('issuer'))
+    if (c.introspection && !c.introspection.endpoint && !c.discovery) {
+      report(at('introspection'), 'introspection needs an endpoint, or discovery: true on the issuer')
+    }
+
+    const hasKeys = Boolean(c.jwks_uri || c.keys || c.discovery)
+    const mode: ValidationMode = c.validation ?? (c.introspection ? (hasKeys ? 'auto' : 'introspection') : 'jwt')
+    if (!hasKeys && !c.introspection) {
+      report(at(), 'an issuer needs jwks_uri, keys, discovery or introspection to verify tokens')
+      continue
+    }
+    if (USES_JWT.has(mode) && !hasKeys) report(at('validation'), `validation "${mode}" needs jwks_uri, keys or discovery`)
+    if (USES_INTROSPECTION.has(mode) && !c.introspection) report(at('validation'), `validation "${mode}" needs introspection settings`)
+
+    const discovery = c.discovery
+      ? new Discovery(c.issuer, parseDuration(DEFAULTS.discoveryTimeout), (url) => {
+          const u = new URL(url)
+          if (u.protocol !== 'https:' && !(u.protocol === 'http:' && (isLoopback(u.hostname) || insecureOk))) {
+            throw new Error(`discovered URL ${url} is not https`)
+          }
+        })
+      : undefined
+
     const staticKeys: JWK[] = []
     for (const [k, spec] of (c.keys ?? []).entries()) {
       try {
@@ -254,13 +316,30 @@ async function compileIssuers(
         report(at('keys', k, 'file'), e.code === 'ENOENT' ? `key file not found: ${resolve(baseDir, spec.file)}` : `unusable key file: ${e.message}`)
       }
     }
-    const jwks = c.jwks_uri ? reuseOrCreateJwks(c, options) : undefined
+    const jwks = c.jwks_uri || discovery ? reuseOrCreateJwks(c, options, discovery) : undefined
     let getKey
-    try {
-      getKey = combineKeySources(staticKeys.length > 0 ? { keys: staticKeys } : undefined, jwks?.getKey)
-    } catch {
-      continue // the key file problem is already reported
+    if (hasKeys) {
+      try {
+        getKey = combineKeySources(staticKeys.length > 0 ? { keys: staticKeys } : undefined, jwks?.getKey)
+      } catch {
+        continue // the key file problem is already reported
+      }
     }
+    const onIntrospection = options.onIntrospection
+    const introspection = c.introspection
+      ? new IntrospectionClient(c.id, c.issuer, {
+          endpoint: c.introspection.endpoint ?? (() => discovery!.endpoint('introspection_endpoint')),
+          clientId: c.introspection.client_id,
+          clientSecret: c.introspection.client_secret,
+          authMethod: c.introspection.auth_method ?? 'client_secret_basic',
+          timeoutMs: parseDuration(c.introspection.timeout ?? DEFAULTS.introspectionTimeout),
+          maxTtlMs: parseDuration(c.introspection.max_ttl ?? DEFAULTS.introspectionMaxTtl),
+          negativeTtlMs: parseDuration(c.introspection.negative_ttl ?? DEFAULTS.introspectionNegativeTtl),
+          requireAudience: c.introspection.require_audience ?? true,
+          keepClaims,
+          ...(onIntrospection ? { onCall: (outcome: 'active' | 'inactive' | 'error') => onIntrospection(c.id, outcome) } : {}),
+        })
+      : undefined
     out.set(
       c.id,
       Object.freeze({
@@ -272,22 +351,27 @@ async function compileIssuers(
         requireTyp: c.require_typ,
         getKey,
         jwks,
+        introspection,
+        mode,
+        hasKeys,
       }),
     )
   }
   return out
 }
 
-function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions): RemoteJwks {
+function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions, discovery: Discovery | undefined): RemoteJwks {
   const jwksOptions = {
     timeoutMs: parseDuration(c.jwks?.timeout ?? DEFAULTS.jwksTimeout),
     cooldownMs: parseDuration(c.jwks?.cooldown ?? DEFAULTS.jwksCooldown),
     maxAgeMs: parseDuration(c.jwks?.max_age ?? DEFAULTS.jwksMaxAge),
   }
+  const source = c.jwks_uri ?? `discovery:${c.issuer}`
   const previous = options.previous?.issuers.get(c.id)?.jwks
-  if (previous && previous.url === c.jwks_uri && previous.sameOptions(jwksOptions)) return previous
+  if (previous && previous.source === source && previous.sameOptions(jwksOptions)) return previous
   const onJwksFetch = options.onJwksFetch
-  return new RemoteJwks(c.jwks_uri!, {
+  const url = c.jwks_uri ?? (() => discovery!.endpoint('jwks_uri'))
+  return new RemoteJwks(url, source, {
     ...jwksOptions,
     ...(onJwksFetch ? { onFetch: (outcome: 'success' | 'failure', error?: unknown) => onJwksFetch(c.id, outcome, error) } : {}),
   })

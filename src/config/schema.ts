@@ -16,6 +16,13 @@ export const DEFAULTS = {
   jwksMaxAge: '10m',
   jwksTimeout: '5s',
   upstreamTimeout: '30s',
+  introspectionTimeout: '2s',
+  introspectionMaxTtl: '5m',
+  introspectionNegativeTtl: '30s',
+  discoveryTimeout: '5s',
+  memoryCacheEntries: 100_000,
+  redisKeyPrefix: 'gateway:',
+  redisTimeout: '100ms',
   identityHeaders: {
     client_id: 'X-Client-Id',
     subject: 'X-Subject',
@@ -68,6 +75,12 @@ const Algorithm = Type.Union(ALGORITHMS.map((a) => Type.Literal(a)), {
   description: `an asymmetric JWS algorithm: ${ALGORITHMS.join(', ')} (HMAC and "none" are never accepted)`,
 })
 
+export const VALIDATION_MODES = ['jwt', 'introspection', 'auto', 'jwt_and_introspection'] as const
+const Validation = Type.Union(VALIDATION_MODES.map((m) => Type.Literal(m)), {
+  description:
+    'how tokens are authenticated: "jwt" (local verification only), "introspection" (RFC 7662 for every token), "auto" (JWTs locally, anything else introspected), "jwt_and_introspection" (JWTs verified locally and introspected to catch revocation; others introspected)',
+})
+
 const ScopeRequirement = Type.Object(
   {
     all_of: Type.Optional(Type.Array(Scope, { minItems: 1, uniqueItems: true, description: 'the token must carry every one of these scopes' })),
@@ -89,6 +102,7 @@ const ProtectedAuth = Type.Object(
       }),
     ),
     forward_authorization: Type.Optional(Type.Boolean({ description: 'forward the Authorization header to the upstream (default false)' })),
+    validation: Type.Optional(Validation),
   },
   { ...strict, description: 'a protected route: which issuers are trusted and which scopes are required' },
 )
@@ -132,10 +146,34 @@ const StaticKey = Type.Object(
   strict,
 )
 
+const Introspection = Type.Object(
+  {
+    endpoint: Type.Optional(HttpUrl),
+    client_id: Type.String({ minLength: 1, description: "the gateway's own client id at the authorization server" }),
+    client_secret: Type.String({ minLength: 1, description: 'its secret; use ${ENV} rather than writing it here' }),
+    auth_method: Type.Optional(
+      Type.Union([Type.Literal('client_secret_basic'), Type.Literal('client_secret_post')], {
+        default: 'client_secret_basic',
+        description: 'how the gateway authenticates to the endpoint: client_secret_basic or client_secret_post',
+      }),
+    ),
+    timeout: Type.Optional(duration(DEFAULTS.introspectionTimeout, 'time allowed for one introspection call')),
+    max_ttl: Type.Optional(duration(DEFAULTS.introspectionMaxTtl, 'longest time an active result is cached (never beyond the token exp)')),
+    negative_ttl: Type.Optional(duration(DEFAULTS.introspectionNegativeTtl, 'how long an inactive result is cached')),
+    require_audience: Type.Optional(
+      Type.Boolean({ default: true, description: 'refuse active responses without an "aud" naming one of the audiences (default true)' }),
+    ),
+  },
+  { ...strict, description: 'RFC 7662 token introspection' },
+)
+
 const Issuer = Type.Object(
   {
     id: Identifier,
     issuer: Type.String({ minLength: 1, description: 'the exact "iss" value of this issuer\'s tokens' }),
+    discovery: Type.Optional(
+      Type.Boolean({ description: 'find jwks_uri and the introspection endpoint in the RFC 8414 metadata at {issuer}/.well-known/oauth-authorization-server' }),
+    ),
     jwks_uri: Type.Optional(HttpUrl),
     keys: Type.Optional(Type.Array(StaticKey, { minItems: 1, description: 'static verification keys' })),
     audiences: Type.Array(Type.String({ minLength: 1 }), {
@@ -147,8 +185,10 @@ const Issuer = Type.Object(
     clock_skew: Type.Optional(duration(DEFAULTS.clockSkew, 'tolerated clock difference for exp, nbf and iat')),
     require_typ: Type.Optional(Type.Literal('at+jwt', { description: 'require the RFC 9068 header typ "at+jwt"' })),
     allow_insecure_http: Type.Optional(
-      Type.Boolean({ description: 'allow an http:// jwks_uri on a non-loopback host (keys can then be forged in transit)' }),
+      Type.Boolean({ description: 'allow http:// key, discovery and introspection URLs on non-loopback hosts (they can then be forged in transit)' }),
     ),
+    introspection: Type.Optional(Introspection),
+    validation: Type.Optional(Validation),
     jwks: Type.Optional(
       Type.Object(
         {
@@ -207,6 +247,29 @@ export const ConfigSchema = Type.Object(
         { ...strict, description: 'headers the gateway sets from the verified token (and always strips from requests)' },
       ),
     ),
+    cache: Type.Optional(
+      Type.Object(
+        {
+          redis: Type.Optional(
+            Type.Object(
+              {
+                url: Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL (user, password and db number may be included)' }),
+                key_prefix: Type.Optional(Type.String({ minLength: 1, default: DEFAULTS.redisKeyPrefix })),
+                timeout: Type.Optional(duration(DEFAULTS.redisTimeout, 'longest wait for one Redis command before going on without it')),
+              },
+              { ...strict, description: 'the introspection cache shared by every replica; without it each process caches alone' },
+            ),
+          ),
+          memory: Type.Optional(
+            Type.Object(
+              { max_entries: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.memoryCacheEntries, description: 'bound of the in-process token cache' })) },
+              strict,
+            ),
+          ),
+        },
+        { ...strict, description: 'token result caches' },
+      ),
+    ),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     upstreams: Type.Record(Identifier, Upstream, { ...strict, minProperties: 1, description: 'backend services by id' }),
     routes: Type.Array(Route, { minItems: 1, description: 'route rules; precedence is by specificity, not by order' }),
@@ -219,6 +282,7 @@ export type RouteConfig = Static<typeof Route>
 export type IssuerConfig = Static<typeof Issuer>
 export type ScopeRequirementConfig = Static<typeof ScopeRequirement>
 export type UpstreamConfig = Static<typeof Upstream>
+export type ValidationMode = (typeof VALIDATION_MODES)[number]
 
 /** The schema as plain JSON (TypeBox's symbol keys dropped). */
 export function jsonSchema(schema: TSchema = ConfigSchema): Record<string, unknown> {

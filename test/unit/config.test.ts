@@ -67,7 +67,7 @@ describe('schema', () => {
   it('names an unknown key with its place and the allowed keys', async () => {
     const issue = await only(BASE.replace('    audiences:', '    audiencs: [a]\n    audiences:'))
     expect(issue).toMatchObject({ line: 7, column: 5, path: 'issuers[0] (corp).audiencs' })
-    expect(issue.message).toContain('unknown field "audiencs"; allowed here: id, issuer, jwks_uri, keys, audiences')
+    expect(issue.message).toContain('unknown field "audiencs"; allowed here: id, issuer, discovery, jwks_uri, keys, audiences')
   })
 
   it('names a missing required field', async () => {
@@ -183,7 +183,7 @@ describe('references and meaning', () => {
 
   it('refuses an issuer without keys', async () => {
     const issue = await only(BASE.replace('    jwks_uri: https://auth.example.com/jwks\n', ''))
-    expect(issue).toMatchObject({ line: 4, path: 'issuers[0] (corp)', message: 'an issuer needs jwks_uri or keys to verify tokens' })
+    expect(issue).toMatchObject({ line: 4, path: 'issuers[0] (corp)', message: 'an issuer needs jwks_uri, keys, discovery or introspection to verify tokens' })
   })
 
   it('refuses keys over plain http except on loopback or when allowed', async () => {

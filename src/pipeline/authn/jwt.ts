@@ -10,7 +10,8 @@ export interface TrustedIssuer {
   readonly algorithms: readonly string[]
   readonly clockSkewSeconds: number
   readonly requireTyp: 'at+jwt' | undefined
-  readonly getKey: JWTVerifyGetKey
+  /** Undefined when the issuer's tokens are only introspected. */
+  readonly getKey: JWTVerifyGetKey | undefined
 }
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -21,23 +22,28 @@ export function looksLikeJwt(token: string): boolean {
 }
 
 /**
- * Verifies a JWT access token against the issuers a route trusts, keyed by
- * their `iss`. The unverified `iss` only selects which issuer's keys and rules
- * apply; everything is then checked by jose: signature, algorithm allow-list,
- * iss, aud (any of), exp (required), nbf and iat with the issuer's clock skew,
- * and `typ` when the issuer requires `at+jwt`.
+ * The unverified `iss` of a JWT-shaped token: it only selects which trusted
+ * issuer's keys and rules apply. `null` when the token is not a decodable JWT
+ * (an opaque token), `undefined` when it is a JWT without a string `iss`.
  */
-export async function verifyJwt(token: string, trusted: ReadonlyMap<string, TrustedIssuer>): Promise<Principal> {
-  if (!looksLikeJwt(token)) throw new GatewayError('token_malformed', 'the token is not a JWT')
-  let iss: unknown
+export function peekIssuer(token: string): string | undefined | null {
+  if (!looksLikeJwt(token)) return null
   try {
-    iss = decodeJwt(token).iss
-  } catch (err) {
-    throw new GatewayError('token_malformed', 'the token is not a JWT', { cause: err })
+    const iss = decodeJwt(token).iss
+    return typeof iss === 'string' ? iss : undefined
+  } catch {
+    return null
   }
-  if (typeof iss !== 'string') throw new GatewayError('issuer_untrusted', 'the token names no issuer')
-  const issuer = trusted.get(iss)
-  if (!issuer) throw new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust')
+}
+
+/**
+ * Verifies a JWT access token with one issuer's keys and rules, all checked
+ * by jose: signature, algorithm allow-list, iss, aud (any of), exp (required),
+ * nbf and iat with the issuer's clock skew, and `typ` when the issuer requires
+ * `at+jwt`.
+ */
+export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<Principal> {
+  if (!issuer.getKey) throw new GatewayError('token_malformed', 'this route does not accept JWTs from this issuer')
   try {
     const { payload } = await jwtVerify(token, issuer.getKey, {
       issuer: issuer.issuer,

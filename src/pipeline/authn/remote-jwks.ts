@@ -35,8 +35,13 @@ export class RemoteJwks {
   private inFlight: Promise<boolean> | undefined
   private readonly now: () => number
 
+  /**
+   * @param url the JWKS URL, or how to find it (discovery)
+   * @param source identifies where the keys come from, for reuse across reloads
+   */
   constructor(
-    readonly url: string,
+    private readonly url: string | (() => Promise<string>),
+    readonly source: string,
     private readonly options: RemoteJwksOptions,
   ) {
     this.now = options.now ?? Date.now
@@ -97,7 +102,8 @@ export class RemoteJwks {
   private async fetchKeys(): Promise<boolean> {
     this.lastAttemptAt = this.now()
     try {
-      const jwks = await fetchJwks(this.url, this.options.timeoutMs)
+      const url = typeof this.url === 'string' ? this.url : await this.url()
+      const jwks = await fetchJwks(url, this.options.timeoutMs)
       this.local = createLocalJWKSet(jwks)
       this.fetchedAt = this.now()
       this.lastAttemptFailed = false

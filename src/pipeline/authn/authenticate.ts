@@ -1,0 +1,72 @@
+import type { IntrospectionRecord } from './introspection.js'
+import { principalFromIntrospection, type IntrospectingIssuer } from './introspection.js'
+import { peekIssuer, verifyJwt, type TrustedIssuer } from './jwt.js'
+import type { Principal } from './principal.js'
+import type { TieredCache } from '../../cache/tiered-cache.js'
+import { GatewayError } from '../../errors.js'
+import type { ValidationMode } from '../../config/schema.js'
+
+/** An issuer as a route trusts it, with the validation mode in force on that route. */
+export interface RouteIssuer {
+  readonly issuer: TrustedIssuer & { readonly introspection: IntrospectingIssuer['introspection'] | undefined }
+  readonly mode: ValidationMode
+}
+
+/** How a route authenticates tokens; compiled once per route. */
+export interface TokenPolicy {
+  /** Trusted issuers by their `iss`. */
+  readonly byIss: ReadonlyMap<string, RouteIssuer>
+  /** The one issuer whose endpoint introspects tokens that are not JWTs, if any. */
+  readonly opaque: IntrospectingIssuer | undefined
+}
+
+export interface AuthnContext {
+  readonly introspectionCache: TieredCache<IntrospectionRecord>
+  readonly now?: () => number
+}
+
+/**
+ * The authentication stage. A JWT's (unverified) `iss` picks the trusted
+ * issuer, whose mode on this route says how to check it:
+ * - `jwt`, `auto`: verified locally;
+ * - `introspection`: asked to the issuer's endpoint;
+ * - `jwt_and_introspection`: verified locally, then asked (revocation).
+ * A token that is not a JWT goes to the route's opaque-token issuer, if any.
+ */
+export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Principal> {
+  const iss = peekIssuer(token)
+  if (iss === undefined) throw new GatewayError('issuer_untrusted', 'the token names no issuer')
+  if (iss !== null) {
+    const entry = policy.byIss.get(iss)
+    if (!entry) throw new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust')
+    switch (entry.mode) {
+      case 'jwt':
+      case 'auto':
+        return verifyJwt(token, entry.issuer)
+      case 'introspection':
+        return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
+      case 'jwt_and_introspection': {
+        const principal = await verifyJwt(token, entry.issuer)
+        await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
+        return principal
+      }
+    }
+  }
+  if (policy.opaque) return introspect(token, policy.opaque, ctx)
+  throw new GatewayError('token_malformed', 'the token is not a JWT')
+}
+
+async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Principal> {
+  const client = issuer.introspection
+  const now = ctx.now ?? Date.now
+  const binding = client.binding(token)
+  const { value } = await ctx.introspectionCache.get(
+    client.cacheKey(token),
+    async () => {
+      const record = await client.introspect(token)
+      return { value: record, ttlMs: client.ttlMs(record, now()) }
+    },
+    (record) => record.binding === binding,
+  )
+  return principalFromIntrospection(issuer, value, now() / 1000)
+}

@@ -1,0 +1,245 @@
+import { createHash } from 'node:crypto'
+import { GatewayError } from '../../errors.js'
+import type { Codec } from '../../cache/tiered-cache.js'
+import { readLimited } from './remote-jwks.js'
+import { scopesFromClaims, type Principal } from './principal.js'
+
+/**
+ * What the gateway keeps of an introspection response: only the fields its
+ * decisions and identity headers need. Never the token.
+ */
+export interface IntrospectionRecord {
+  readonly active: boolean
+  readonly iss?: string
+  readonly sub?: string
+  readonly client_id?: string
+  readonly scope?: string
+  readonly aud?: readonly string[]
+  readonly exp?: number
+  readonly nbf?: number
+  readonly token_type?: string
+  readonly token_use?: string
+  /** Other claims configured as identity headers. */
+  readonly claims?: Readonly<Record<string, unknown>>
+  /** Ties the record to its token, so a value moved to another key is refused. */
+  readonly binding: string
+}
+
+export interface IntrospectionSettings {
+  /** The endpoint, or how to find it (discovery). */
+  readonly endpoint: string | (() => Promise<string>)
+  readonly clientId: string
+  readonly clientSecret: string
+  readonly authMethod: 'client_secret_basic' | 'client_secret_post'
+  readonly timeoutMs: number
+  readonly maxTtlMs: number
+  readonly negativeTtlMs: number
+  readonly requireAudience: boolean
+  /** Extra claims to keep for identity headers. */
+  readonly keepClaims: readonly string[]
+  /** Observes each call (metrics). */
+  readonly onCall?: (outcome: 'active' | 'inactive' | 'error') => void
+}
+
+/** The issuer fields that decisions on an introspection result need. */
+export interface IntrospectingIssuer {
+  readonly id: string
+  readonly issuer: string
+  readonly audiences: readonly string[]
+  readonly clockSkewSeconds: number
+  readonly introspection: IntrospectionClient
+}
+
+const MAX_RESPONSE_BYTES = 64 * 1024
+
+/** RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding. */
+function basicCredentials(id: string, secret: string): string {
+  const enc = (s: string) => encodeURIComponent(s).replace(/%20/g, '+')
+  return 'Basic ' + Buffer.from(`${enc(id)}:${enc(secret)}`).toString('base64')
+}
+
+function optionalString(doc: Record<string, unknown>, name: string): string | undefined {
+  const v = doc[name]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') throw new GatewayError('claims_invalid', `the introspection response's "${name}" is not a string`)
+  return v
+}
+
+function optionalNumber(doc: Record<string, unknown>, name: string): number | undefined {
+  const v = doc[name]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new GatewayError('claims_invalid', `the introspection response's "${name}" is not a number`)
+  return v
+}
+
+/**
+ * An issuer's RFC 7662 endpoint, as called by the gateway: a POST of the
+ * token with the gateway's own client credentials. An unreachable endpoint,
+ * a non-200 answer or a malformed document is `dependency_unavailable`:
+ * never an allow, never cached as inactive.
+ */
+export class IntrospectionClient {
+  /** Identifies the endpoint in cache keys: results are never shared across issuers or endpoints. */
+  readonly scope: string
+
+  constructor(
+    readonly issuerId: string,
+    readonly issuer: string,
+    readonly settings: IntrospectionSettings,
+  ) {
+    this.scope = `${issuerId}\u0000${issuer}\u0000${typeof settings.endpoint === 'string' ? settings.endpoint : 'discovered'}`
+  }
+
+  cacheKey(token: string): string {
+    return 'introspection:' + createHash('sha256').update(this.scope).update('\u0000').update(token).digest('base64url')
+  }
+
+  binding(token: string): string {
+    return createHash('sha256').update('binding\u0000').update(this.scope).update('\u0000').update(token).digest('base64url').slice(0, 22)
+  }
+
+  /** How long a record may be cached: inactive briefly, active never beyond its exp. */
+  ttlMs(record: IntrospectionRecord, nowMs: number): number {
+    if (!record.active) return this.settings.negativeTtlMs
+    const max = this.settings.maxTtlMs
+    if (record.exp === undefined) return max
+    return Math.min(max, record.exp * 1000 - nowMs)
+  }
+
+  async introspect(token: string): Promise<IntrospectionRecord> {
+    try {
+      const record = await this.call(token)
+      this.settings.onCall?.(record.active ? 'active' : 'inactive')
+      return record
+    } catch (err) {
+      this.settings.onCall?.('error')
+      if (err instanceof GatewayError && err.code !== 'dependency_unavailable') throw err
+      throw err instanceof GatewayError ? err : new GatewayError('dependency_unavailable', 'the token introspection endpoint is unavailable', { cause: err })
+    }
+  }
+
+  private async call(token: string): Promise<IntrospectionRecord> {
+    const s = this.settings
+    const endpoint = typeof s.endpoint === 'string' ? s.endpoint : await s.endpoint()
+    const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+    if (s.authMethod === 'client_secret_basic') {
+      headers.authorization = basicCredentials(s.clientId, s.clientSecret)
+    } else {
+      form.set('client_id', s.clientId)
+      form.set('client_secret', s.clientSecret)
+    }
+    const res = await fetch(endpoint, { method: 'POST', headers, body: form.toString(), redirect: 'error', signal: AbortSignal.timeout(s.timeoutMs) })
+    if (res.status !== 200) {
+      await res.body?.cancel()
+      throw new Error(`introspection endpoint answered ${res.status}`)
+    }
+    let doc: unknown
+    try {
+      doc = JSON.parse(await readLimited(res, MAX_RESPONSE_BYTES))
+    } catch (err) {
+      throw new Error('introspection response is not JSON', { cause: err })
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc) || typeof (doc as { active?: unknown }).active !== 'boolean') {
+      throw new Error('introspection response has no boolean "active"')
+    }
+    return this.record(doc as Record<string, unknown>, token)
+  }
+
+  private record(doc: Record<string, unknown>, token: string): IntrospectionRecord {
+    const binding = this.binding(token)
+    if (doc.active !== true) return { active: false, binding }
+    const aud = doc.aud
+    let audiences: string[] | undefined
+    if (typeof aud === 'string') audiences = [aud]
+    else if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) audiences = aud as string[]
+    else if (aud !== undefined && aud !== null) throw new GatewayError('claims_invalid', 'the introspection response\'s "aud" is malformed')
+    const claims: Record<string, unknown> = {}
+    for (const name of this.settings.keepClaims) if (doc[name] !== undefined) claims[name] = doc[name]
+    const record: IntrospectionRecord = {
+      active: true,
+      binding,
+      ...defined('iss', optionalString(doc, 'iss')),
+      ...defined('sub', optionalString(doc, 'sub')),
+      ...defined('client_id', optionalString(doc, 'client_id')),
+      ...defined('scope', optionalString(doc, 'scope')),
+      ...defined('aud', audiences),
+      ...defined('exp', optionalNumber(doc, 'exp')),
+      ...defined('nbf', optionalNumber(doc, 'nbf')),
+      ...defined('token_type', optionalString(doc, 'token_type')),
+      ...defined('token_use', optionalString(doc, 'token_use')),
+      ...(Object.keys(claims).length > 0 ? { claims } : {}),
+    }
+    return record
+  }
+}
+
+function defined<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V }
+}
+
+/**
+ * Decides on an introspection record, fresh or cached, exactly like on a JWT:
+ * active, iss (when given) is this issuer, aud names one of its audiences
+ * (required unless the issuer says otherwise), exp and nbf with the clock
+ * skew, and an access-token type when one is given. Runs on every request.
+ */
+export function principalFromIntrospection(issuer: IntrospectingIssuer, record: IntrospectionRecord, nowSeconds: number): Principal {
+  if (!record.active) throw new GatewayError('token_inactive', 'the token is not active')
+  if (record.iss !== undefined && record.iss !== issuer.issuer) {
+    throw new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust')
+  }
+  if (record.aud !== undefined) {
+    if (!record.aud.some((a) => issuer.audiences.includes(a))) throw new GatewayError('audience_invalid', 'the token is not meant for this audience')
+  } else if (issuer.introspection.settings.requireAudience) {
+    throw new GatewayError('audience_invalid', 'the token names no audience')
+  }
+  const skew = issuer.clockSkewSeconds
+  if (record.exp !== undefined && record.exp + skew <= nowSeconds) throw new GatewayError('token_expired', 'the token has expired')
+  if (record.nbf !== undefined && record.nbf - skew > nowSeconds) throw new GatewayError('token_not_yet_valid', 'the token is not valid yet')
+  if (record.token_type !== undefined && !['bearer', 'access_token'].includes(record.token_type.toLowerCase())) {
+    throw new GatewayError('type_invalid', 'the token is not an access token')
+  }
+  if (record.token_use !== undefined && record.token_use !== 'access_token') throw new GatewayError('type_invalid', 'the token is not an access token')
+  const claims: Record<string, unknown> = { ...record.claims, iss: record.iss ?? issuer.issuer }
+  if (record.sub !== undefined) claims.sub = record.sub
+  if (record.client_id !== undefined) claims.client_id = record.client_id
+  if (record.scope !== undefined) claims.scope = record.scope
+  return {
+    issuerId: issuer.id,
+    issuer: issuer.issuer,
+    subject: record.sub,
+    clientId: record.client_id,
+    scopes: scopesFromClaims({ scope: record.scope }),
+    expiresAt: record.exp,
+    claims,
+  }
+}
+
+const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'claims', 'binding'])
+
+/**
+ * The shared-tier format of records: versioned JSON, decoded strictly. Any
+ * value that is not exactly a record of this version is a miss.
+ */
+export const introspectionCodec: Codec<IntrospectionRecord> = {
+  encode: (record) => 'v1:' + JSON.stringify(record),
+  decode(text) {
+    if (!text.startsWith('v1:')) return undefined
+    let doc: unknown
+    try {
+      doc = JSON.parse(text.slice(3))
+    } catch {
+      return undefined
+    }
+    if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return undefined
+    const r = doc as Record<string, unknown>
+    if (typeof r.active !== 'boolean' || typeof r.binding !== 'string') return undefined
+    if (!Object.keys(r).every((k) => RECORD_FIELDS.has(k))) return undefined
+    for (const k of ['iss', 'sub', 'client_id', 'scope', 'token_type', 'token_use'] as const) if (r[k] !== undefined && typeof r[k] !== 'string') return undefined
+    for (const k of ['exp', 'nbf'] as const) if (r[k] !== undefined && typeof r[k] !== 'number') return undefined
+    if (r.aud !== undefined && !(Array.isArray(r.aud) && r.aud.every((a) => typeof a === 'string'))) return undefined
+    if (r.claims !== undefined && (r.claims === null || typeof r.claims !== 'object' || Array.isArray(r.claims))) return undefined
+    return r as unknown as IntrospectionRecord
+  },
+}
