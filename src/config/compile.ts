@@ -172,19 +172,23 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     if (r.auth === 'public') {
       auth = { kind: 'public' }
     } else {
+      const protectedAuth = r.auth
       const byIss = new Map<string, RouteIssuer>()
       const opaque: IssuerRuntime[] = []
-      r.auth.issuers.forEach((id, j) => {
+      protectedAuth.issuers.forEach((id, j) => {
         const issuer = issuers.get(id)
         if (!issuer) {
           if (!declaredIssuers.has(id)) report(at('auth', 'issuers', j), `unknown issuer "${id}"; defined: ${[...declaredIssuers].join(', ') || 'none'}`)
           return
         }
         if (byIss.has(issuer.issuer)) report(at('auth', 'issuers', j), `two trusted issuers of this route have the same iss "${issuer.issuer}"`)
-        const mode = r.auth === 'public' ? issuer.mode : (r.auth.validation ?? issuer.mode)
-        const where = r.auth !== 'public' && r.auth.validation ? at('auth', 'validation') : at('auth', 'issuers', j)
-        if (USES_JWT.has(mode) && !issuer.hasKeys) report(where, `validation "${mode}" needs keys, but issuer "${id}" has no jwks_uri, keys or discovery`)
-        if (USES_INTROSPECTION.has(mode) && !issuer.introspection) report(where, `validation "${mode}" needs introspection, but issuer "${id}" has no introspection settings`)
+        const own = protectedAuth.validation
+        const mode = own ?? issuer.mode
+        // The issuer's own mode is checked with the issuer; a route's override here.
+        if (own && USES_JWT.has(own) && !issuer.hasKeys) report(at('auth', 'validation'), `validation "${own}" needs keys, but issuer "${id}" has no jwks_uri, keys or discovery`)
+        if (own && USES_INTROSPECTION.has(own) && !issuer.introspection) {
+          report(at('auth', 'validation'), `validation "${own}" needs introspection, but issuer "${id}" has no introspection settings`)
+        }
         if (USES_INTROSPECTION.has(mode) && issuer.introspection) opaque.push(issuer)
         byIss.set(issuer.issuer, { issuer, mode })
       })
@@ -337,6 +341,7 @@ async function compileIssuers(
           negativeTtlMs: parseDuration(c.introspection.negative_ttl ?? DEFAULTS.introspectionNegativeTtl),
           requireAudience: c.introspection.require_audience ?? true,
           keepClaims,
+          integrityKey: config.cache?.redis?.integrity_key,
           ...(onIntrospection ? { onCall: (outcome: 'active' | 'inactive' | 'error') => onIntrospection(c.id, outcome) } : {}),
         })
       : undefined

@@ -256,6 +256,13 @@ export const ConfigSchema = Type.Object(
                 url: Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL (user, password and db number may be included)' }),
                 key_prefix: Type.Optional(Type.String({ minLength: 1, default: DEFAULTS.redisKeyPrefix })),
                 timeout: Type.Optional(duration(DEFAULTS.redisTimeout, 'longest wait for one Redis command before going on without it')),
+                integrity_key: Type.Optional(
+                  Type.String({
+                    minLength: 32,
+                    description:
+                      'a secret shared by the replicas (at least 32 characters, from ${ENV}); cached values are bound to their token with an HMAC under it, so that write access to Redis is not enough to plant a result',
+                  }),
+                ),
               },
               { ...strict, description: 'the introspection cache shared by every replica; without it each process caches alone' },
             ),

@@ -222,3 +222,54 @@ describe('static key files', () => {
     expect(missing!.message).toContain('key file not found')
   })
 })
+
+describe('introspection settings', () => {
+  const withIntrospection = (extra = '') =>
+    BASE.replace(
+      '    audiences: [orders-api]\n',
+      `    audiences: [orders-api]\n    introspection: { endpoint: "https://auth.example.com/introspect", client_id: gw, client_secret: s }\n${extra}`,
+    )
+
+  it('defaults to auto with keys and introspection, introspection without keys, jwt without introspection', async () => {
+    expect((await compileConfig(parseConfig(withIntrospection(), 'g.yaml', {}))).issuers.get('corp')!.mode).toBe('auto')
+    expect((await compileConfig(parseConfig(withIntrospection().replace('    jwks_uri: https://auth.example.com/jwks\n', ''), 'g.yaml', {}))).issuers.get('corp')!.mode).toBe('introspection')
+    expect((await compileConfig(parseConfig(BASE, 'g.yaml', {}))).issuers.get('corp')!.mode).toBe('jwt')
+  })
+
+  it('refuses a mode the issuer cannot serve', async () => {
+    expect(await only(BASE.replace('    audiences: [orders-api]\n', '    audiences: [orders-api]\n    validation: introspection\n'))).toMatchObject({
+      path: 'issuers[0] (corp).validation',
+      message: 'validation "introspection" needs introspection settings',
+    })
+    const routeLevel = await issues(BASE.replace('scopes: { all_of: [orders:read] } }', 'scopes: { all_of: [orders:read] }, validation: jwt_and_introspection }'))
+    expect(routeLevel[0]).toMatchObject({ line: 12, path: 'routes[0] (orders).auth.validation' })
+    expect(routeLevel[0]!.message).toContain('needs introspection, but issuer "corp" has no introspection settings')
+  })
+
+  it('refuses introspection without an endpoint or discovery, and over plain http', async () => {
+    expect(await only(BASE.replace('    audiences: [orders-api]\n', '    audiences: [orders-api]\n    introspection: { client_id: gw, client_secret: s }\n'))).toMatchObject({
+      path: 'issuers[0] (corp).introspection',
+    })
+    expect((await only(withIntrospection().replace('https://auth.example.com/introspect', 'http://auth.example.com/introspect'))).path).toBe(
+      'issuers[0] (corp).introspection.endpoint',
+    )
+  })
+
+  it('refuses a route whose opaque tokens could go to two introspection endpoints', async () => {
+    const yaml = withIntrospection().replace(
+      'routes:',
+      `  - id: other
+    issuer: https://other.example.com
+    audiences: [orders-api]
+    introspection: { endpoint: "https://other.example.com/introspect", client_id: gw, client_secret: s }
+routes:`,
+    ).replace('issuers: [corp]', 'issuers: [corp, other]')
+    const issue = await only(yaml)
+    expect(issue.path).toBe('routes[0] (orders).auth.issuers')
+    expect(issue.message).toContain('several issuers (corp, other)')
+  })
+
+  it('needs a long integrity key', async () => {
+    expect((await only(BASE + 'cache: { redis: { url: "redis://r:6379", integrity_key: short } }\n')).path).toBe('cache.redis.integrity_key')
+  })
+})

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, createHmac } from 'node:crypto'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
 import { readLimited } from './remote-jwks.js'
@@ -37,6 +37,8 @@ export interface IntrospectionSettings {
   readonly requireAudience: boolean
   /** Extra claims to keep for identity headers. */
   readonly keepClaims: readonly string[]
+  /** The secret of the value-to-token binding (cache.redis.integrity_key). */
+  readonly integrityKey?: string | undefined
   /** Observes each call (metrics). */
   readonly onCall?: (outcome: 'active' | 'inactive' | 'error') => void
 }
@@ -94,8 +96,14 @@ export class IntrospectionClient {
     return 'introspection:' + createHash('sha256').update(this.scope).update('\u0000').update(token).digest('base64url')
   }
 
+  /**
+   * Stored inside each cached value and checked on every shared-tier read: a
+   * value moved to another key does not match. With an integrity key it is an
+   * HMAC, which someone who can write to Redis cannot compute.
+   */
   binding(token: string): string {
-    return createHash('sha256').update('binding\u0000').update(this.scope).update('\u0000').update(token).digest('base64url').slice(0, 22)
+    const mac = this.settings.integrityKey ? createHmac('sha256', this.settings.integrityKey) : createHash('sha256').update('binding\u0000')
+    return mac.update(this.scope).update('\u0000').update(token).digest('base64url').slice(0, 22)
   }
 
   /** How long a record may be cached: inactive briefly, active never beyond its exp. */
