@@ -115,7 +115,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       request.outcome.reason = error.code
       request.outcome.decision ??= 'deny'
     }
-    const answer = errorReply(error, { realm: current.server.realm }, request.id)
+    const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
     if (answer.status >= 500) request.log.error({ err, code: error.code, route: request.outcome?.routeId }, 'request failed')
     return reply.code(answer.status).headers(answer.headers).send(answer.body)
   })
@@ -141,7 +141,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
   }
   app.all('*', createHandler(gateway, { introspectionCache, now }))
-  warmKeys(current)
+  // After listening: an issuer may be this very gateway (the built-in authorization server).
+  app.addHook('onListen', async () => warmKeys(current))
+  for (const notice of current.notices) app.log.warn(notice)
   return gateway
 }
 

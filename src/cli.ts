@@ -1,16 +1,24 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, loadCompiledConfig } from './config/index.js'
 import { runUntilSignal } from './server.js'
+import { hashSecret } from './authorization-server/secret-hash.js'
 
 const USAGE = `usage: gateway <command> [options]
 
 commands:
   start --config FILE     run the gateway
   validate FILE           check a configuration file (exit 0 when valid, 1 when not)
+  hash-secret             read a client secret on stdin, print its hash for authorization_server.clients
 `
 
+async function readAll(input: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of input) chunks.push(Buffer.from(chunk as Buffer))
+  return Buffer.concat(chunks).toString('utf8')
+}
+
 /** Runs a CLI command; returns the process exit code. */
-export async function main(argv: string[], out = process.stdout, err = process.stderr): Promise<number> {
+export async function main(argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr, input: NodeJS.ReadableStream = process.stdin): Promise<number> {
   const [command, ...rest] = argv
   try {
     switch (command) {
@@ -27,6 +35,16 @@ export async function main(argv: string[], out = process.stdout, err = process.s
         }
         const config = await loadCompiledConfig(file)
         out.write(`${file}: valid (${config.router.routes.length} routes, ${config.issuers.size} issuers)\n`)
+        return 0
+      }
+      case 'hash-secret': {
+        // One line; a trailing newline (echo, a here-string) is not part of the secret.
+        const secret = (await readAll(input)).replace(/\r?\n$/, '')
+        if (secret.length < 16) {
+          err.write('the secret must have at least 16 characters\n')
+          return 1
+        }
+        out.write((await hashSecret(secret)) + '\n')
         return 0
       }
       case undefined:

@@ -5,7 +5,7 @@ import { authenticate, type AuthnContext } from './pipeline/authn/authenticate.j
 import type { Principal } from './pipeline/authn/principal.js'
 import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer } from './pipeline/extract/bearer.js'
-import { forward } from './pipeline/forward/upstream.js'
+import { deliver } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
 
@@ -72,9 +72,9 @@ export function createHandler(source: ConfigSource, authn: AuthnContext) {
       'x-forwarded-host': request.host,
       'x-request-id': request.id,
     }
-    if (route.upstream.preserveHost) set.host = request.host
+    if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = request.host
     outcome.decision = 'allow'
-    return forward(request, reply, route, target.path, { policy: config.headers, forwardAuthorization, identity, set })
+    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set })
   }
 }
 

@@ -12,17 +12,15 @@ import { parsePattern, PatternError, staticPrefix } from '../pipeline/match/patt
 import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/router.js'
 import { ALWAYS_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
+import type { Target } from '../pipeline/forward/targets.js'
+import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../authorization-server/server.js'
+import { parseSecretHash } from '../authorization-server/secret-hash.js'
+import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
 import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig, type ValidationMode } from './schema.js'
 
-export interface CompiledUpstream {
-  readonly id: string
-  /** Origin plus base path, without trailing slash: "http://orders:8080/v2". */
-  readonly base: string
-  readonly timeoutMs: number
-  readonly preserveHost: boolean
-}
+export type CompiledUpstream = Target
 
 export type RouteAuth =
   | { readonly kind: 'public' }
@@ -71,6 +69,12 @@ export interface CompiledConfig {
   readonly router: Router<CompiledRoute>
   readonly issuers: ReadonlyMap<string, IssuerRuntime>
   readonly headers: HeaderPolicy
+  /** The built-in authorization server, when configured. */
+  readonly authorizationServer: AuthorizationServer | undefined
+  /** RFC 9728 metadata URL named in 401 challenges, when configured. */
+  readonly resourceMetadata: string | undefined
+  /** Things the operator should know (a generated development key…), for the log. */
+  readonly notices: readonly string[]
   /** Read once at start: changing them needs a restart. */
   readonly cache: {
     readonly redis: { readonly url: string; readonly keyPrefix: string; readonly timeoutMs: number } | undefined
@@ -127,16 +131,23 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
 
   const upstreams = new Map<string, CompiledUpstream>()
   for (const [id, u] of Object.entries(config.upstreams)) {
+    if ('echo' in u) {
+      upstreams.set(id, { kind: 'echo', id })
+      continue
+    }
     const url = new URL(u.url)
     if (url.search || url.hash) report(['upstreams', id, 'url'], 'an upstream URL may not have a query or fragment')
     if (url.username || url.password) report(['upstreams', id, 'url'], 'credentials in an upstream URL are not supported')
     upstreams.set(id, {
+      kind: 'http',
       id,
       base: url.origin + url.pathname.replace(/\/+$/, ''),
       timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
       preserveHost: u.preserve_host ?? false,
     })
   }
+  const notices: string[] = []
+  const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices)
 
   const routes: CompiledRoute[] = []
   const routeIds = new Map<string, number>()
@@ -223,12 +234,15 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     })
   })
 
+  const resourceMetadata = builtinRoutes(config, routes, authorizationServer)
+
   let router: Router<CompiledRoute> | undefined
   try {
     router = new Router(routes)
   } catch (err) {
     if (!(err instanceof RouteConflictError)) throw err
-    report(['routes', routeIds.get(err.routeId) ?? 0, 'match'], err.message)
+    const userRoute = routeIds.has(err.routeId) ? err.routeId : err.otherRouteId
+    report(['routes', routeIds.get(userRoute) ?? 0, 'match'], err.message)
   }
 
   const headers = compileHeaders(config, report)
@@ -249,6 +263,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     router,
     issuers,
     headers,
+    authorizationServer,
+    resourceMetadata,
+    notices,
     cache: Object.freeze({
       redis: config.cache?.redis
         ? {
@@ -260,6 +277,103 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,
     }),
   })
+}
+
+/** The endpoints the gateway serves itself, as public routes (ids start with "@", which config ids cannot). */
+function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined): string | undefined {
+  const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) =>
+    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' } })
+  if (as) {
+    add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))
+    add('@as:introspect', as.paths.introspection, ['POST'], (req) => as.introspect(req))
+    add('@as:jwks', as.paths.jwks, ['GET', 'HEAD'], () => as.jwks())
+    add('@as:metadata', as.paths.metadata, ['GET', 'HEAD'], () => as.metadata())
+  }
+  const pr = config.protected_resource
+  if (!pr) return undefined
+  const resource = new URL(pr.resource)
+  const resourcePath = resource.pathname.replace(/\/+$/, '')
+  const path = `/.well-known/oauth-protected-resource${resourcePath}`
+  const scopes = new Set<string>()
+  for (const r of routes) {
+    if (r.auth.kind !== 'protected') continue
+    for (const rule of [r.auth.scopes.all, ...r.auth.scopes.byMethod.values()]) for (const sc of [...(rule?.allOf ?? []), ...(rule?.anyOf ?? [])]) scopes.add(sc)
+  }
+  const body = {
+    resource: pr.resource,
+    authorization_servers: pr.authorization_servers ?? [...new Set((config.issuers ?? []).map((i) => i.issuer))],
+    scopes_supported: [...scopes].sort(),
+    bearer_methods_supported: ['header'],
+    ...(pr.resource_name ? { resource_name: pr.resource_name } : {}),
+  }
+  add('@protected-resource', path, ['GET', 'HEAD'], () => ({ status: 200, headers: { 'cache-control': 'public, max-age=300' }, body }))
+  return resource.origin + path
+}
+
+async function compileAuthorizationServer(
+  config: Config,
+  baseDir: string,
+  report: (path: FieldPath, message: string) => void,
+  options: CompileOptions,
+  notices: string[],
+): Promise<AuthorizationServer | undefined> {
+  const c = config.authorization_server
+  if (!c) return undefined
+  const previous = options.previous?.authorizationServer
+  const keys: SigningKey[] = []
+  for (const [i, k] of (c.keys ?? []).entries()) {
+    try {
+      keys.push(await loadSigningKey(resolve(baseDir, k.file), k.kid, k.alg))
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      report(['authorization_server', 'keys', i, 'file'], e.code === 'ENOENT' ? `key file not found: ${resolve(baseDir, k.file)}` : `unusable signing key: ${e.message}`)
+    }
+  }
+  if (new Set(keys.map((k) => k.kid)).size !== keys.length) report(['authorization_server', 'keys'], 'two signing keys have the same kid')
+  if (!c.keys) {
+    // Development only: keep the key across reloads, so that tokens stay valid.
+    const reuse = previous && previous.settings.issuer === c.issuer && previous.generatedKey
+    keys.push(reuse ? previous.settings.keys[0]! : generateSigningKey())
+    if (!reuse) notices.push('authorization_server has no keys configured: generated an ES256 signing key for this process; its tokens stop verifying at restart (development only)')
+  }
+  const clients = new Map<string, RegisteredClient>()
+  const defaultLifetime = parseDuration(c.token_lifetime ?? DEFAULTS.asTokenLifetime) / 1000
+  c.clients.forEach((client, i) => {
+    const at = (...rest: FieldPath) => ['authorization_server', 'clients', i, ...rest]
+    if (clients.has(client.client_id)) report(at('client_id'), `duplicate client_id "${client.client_id}"`)
+    const secret = parseSecretHash(client.secret_hash)
+    if (!secret) {
+      report(at('secret_hash'), 'not a hash made by `gateway hash-secret` (scrypt cost out of range)')
+      return
+    }
+    for (const [j, sc] of (client.default_scopes ?? []).entries()) {
+      if (!client.scopes.includes(sc)) report(at('default_scopes', j), `"${sc}" is not among the client's scopes`)
+    }
+    clients.set(client.client_id, {
+      clientId: client.client_id,
+      secret,
+      scopes: new Set(client.scopes),
+      defaultScopes: client.default_scopes ?? [],
+      audiences: client.audiences,
+      lifetimeSeconds: client.token_lifetime ? parseDuration(client.token_lifetime) / 1000 : defaultLifetime,
+      mayIntrospect: client.introspect ?? false,
+    })
+  })
+  if (keys.length === 0) return undefined
+  const throttle = previous?.throttle ?? new FailureThrottle()
+  return new AuthorizationServer(
+    {
+      issuer: c.issuer,
+      keys,
+      clients,
+      throttle: {
+        failures: c.throttle?.failures ?? DEFAULTS.asThrottleFailures,
+        windowMs: parseDuration(c.throttle?.window ?? DEFAULTS.asThrottleWindow),
+      },
+    },
+    throttle,
+    !c.keys,
+  )
 }
 
 function scopeRule(req: ScopeRequirementConfig): ScopeRule {

@@ -189,9 +189,11 @@ function describeSchemaErrors(errors: ErrorObject[], locator: Locator, config: u
 }
 
 /**
- * Ajv reports every branch of a union. When a value got past a branch's type
- * (its errors lie deeper, or are about the object's fields), only those errors
- * matter; when no branch fits at all, one "must be …" for the union is clearer.
+ * Ajv reports every branch of a union. A branch whose type does not even fit
+ * (a `type`, `const` or `enum` error at the union's own place) is not what the
+ * author meant; of the others, the one whose errors go deepest (then the one
+ * with fewest errors) is kept. When no branch fits, one "must be …" for the
+ * union is clearer than any branch's errors.
  */
 function dropUnionNoise(errors: ErrorObject[]): ErrorObject[] {
   const drop = new Set<ErrorObject>()
@@ -199,18 +201,21 @@ function dropUnionNoise(errors: ErrorObject[]): ErrorObject[] {
     if (e.keyword !== 'anyOf') continue
     const prefix = e.schemaPath + '/'
     const inside = e.instancePath + '/'
-    const branch = errors.filter(
-      (x) => x !== e && x.schemaPath.startsWith(prefix) && (x.instancePath === e.instancePath || x.instancePath.startsWith(inside)),
-    )
-    const deeper = branch.filter(
-      (x) => x.instancePath.length > e.instancePath.length || x.keyword === 'required' || x.keyword === 'additionalProperties' || x.keyword === 'minProperties',
-    )
-    if (deeper.length > 0) {
-      drop.add(e)
-      for (const x of branch) if (!deeper.includes(x)) drop.add(x)
-    } else {
-      for (const x of branch) drop.add(x)
+    const branches = new Map<string, ErrorObject[]>()
+    for (const x of errors) {
+      if (x === e || !x.schemaPath.startsWith(prefix)) continue
+      if (x.instancePath !== e.instancePath && !x.instancePath.startsWith(inside)) continue
+      const branch = x.schemaPath.slice(prefix.length).split('/')[0]!
+      branches.set(branch, [...(branches.get(branch) ?? []), x])
     }
+    const fits = [...branches.values()].filter(
+      (errs) => !errs.some((x) => x.instancePath === e.instancePath && ['type', 'const', 'enum', 'anyOf'].includes(x.keyword)),
+    )
+    const depth = (errs: ErrorObject[]) => Math.max(...errs.map((x) => x.instancePath.length))
+    fits.sort((a, b) => depth(b) - depth(a) || a.length - b.length)
+    const keep = fits[0]
+    for (const errs of branches.values()) if (errs !== keep) for (const x of errs) drop.add(x)
+    if (keep) drop.add(e)
   }
   return errors.filter((e) => !drop.has(e))
 }

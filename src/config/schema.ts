@@ -23,6 +23,9 @@ export const DEFAULTS = {
   memoryCacheEntries: 100_000,
   redisKeyPrefix: 'gateway:',
   redisTimeout: '100ms',
+  asTokenLifetime: '10m',
+  asThrottleFailures: 5,
+  asThrottleWindow: '1m',
   identityHeaders: {
     client_id: 'X-Client-Id',
     subject: 'X-Subject',
@@ -203,13 +206,78 @@ const Issuer = Type.Object(
   { ...strict, description: 'a trusted token issuer' },
 )
 
-const Upstream = Type.Object(
+const HttpUpstream = Type.Object(
   {
     url: HttpUrl,
     timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
     preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
   },
   { ...strict, description: 'a backend service' },
+)
+
+const EchoUpstream = Type.Object(
+  { echo: Type.Literal(true, { description: 'answer with the method, path, query and headers a service behind this route would receive' }) },
+  { ...strict, description: 'the built-in echo responder' },
+)
+
+const Upstream = Type.Union([HttpUpstream, EchoUpstream], { description: 'a backend {url, timeout, preserve_host} or the built-in {echo: true}' })
+
+const SecretHash = Type.String({
+  pattern: '^\\$scrypt\\$ln=[0-9]+,r=[0-9]+,p=[0-9]+\\$[A-Za-z0-9_-]+\\$[A-Za-z0-9_-]+$',
+  description: 'a secret hash printed by `gateway hash-secret` ($scrypt$ln=…,r=…,p=…$salt$hash)',
+})
+
+const AsClient = Type.Object(
+  {
+    client_id: Type.String({ pattern: '^[\\x21-\\x7E]{1,128}$', description: 'the client identifier (printable ASCII, no spaces)' }),
+    secret_hash: SecretHash,
+    scopes: Type.Array(Scope, { uniqueItems: true, description: 'scopes the client may request' }),
+    default_scopes: Type.Optional(Type.Array(Scope, { uniqueItems: true, description: 'scopes granted when the request names none (default: none)' })),
+    audiences: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, uniqueItems: true, description: 'the aud of its tokens' }),
+    token_lifetime: Type.Optional(duration(DEFAULTS.asTokenLifetime, 'lifetime of its access tokens')),
+    introspect: Type.Optional(Type.Boolean({ description: 'may call the introspection endpoint (default false)' })),
+  },
+  { ...strict, description: 'a registered client' },
+)
+
+const AuthorizationServer = Type.Object(
+  {
+    issuer: Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$', description: 'its issuer URL; its endpoints are served under this URL\'s path on the gateway listener' }),
+    keys: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            file: Type.String({ minLength: 1, description: 'a private key: PKCS#8 PEM or a private JWK, relative to the config file' }),
+            kid: Type.String({ minLength: 1 }),
+            alg: Type.Optional(Type.Union([Type.Literal('ES256'), Type.Literal('EdDSA'), Type.Literal('RS256')])),
+          },
+          strict,
+        ),
+        { minItems: 1, description: 'signing keys; the first signs, all are published (for rotation). Without keys one is generated at start (development only)' },
+      ),
+    ),
+    token_lifetime: Type.Optional(duration(DEFAULTS.asTokenLifetime, 'default lifetime of access tokens')),
+    throttle: Type.Optional(
+      Type.Object(
+        {
+          failures: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.asThrottleFailures, description: 'failed authentications per client id before it is throttled' })),
+          window: Type.Optional(duration(DEFAULTS.asThrottleWindow, 'the window failures are counted in, and how long a throttled client id waits')),
+        },
+        strict,
+      ),
+    ),
+    clients: Type.Array(AsClient, { description: 'registered clients (Client Credentials grant)' }),
+  },
+  { ...strict, description: 'the built-in Client Credentials authorization server' },
+)
+
+const ProtectedResource = Type.Object(
+  {
+    resource: HttpUrl,
+    resource_name: Type.Optional(Type.String({ minLength: 1 })),
+    authorization_servers: Type.Optional(Type.Array(Type.String({ minLength: 1 }), { description: 'issuer URLs; default: every configured issuer' })),
+  },
+  { ...strict, description: 'RFC 9728 protected resource metadata, served at /.well-known/oauth-protected-resource and named in 401 challenges' },
 )
 
 const TrustProxy = Type.Union(
@@ -278,6 +346,8 @@ export const ConfigSchema = Type.Object(
       ),
     ),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
+    authorization_server: Type.Optional(AuthorizationServer),
+    protected_resource: Type.Optional(ProtectedResource),
     upstreams: Type.Record(Identifier, Upstream, { ...strict, minProperties: 1, description: 'backend services by id' }),
     routes: Type.Array(Route, { minItems: 1, description: 'route rules; precedence is by specificity, not by order' }),
   },
@@ -289,6 +359,7 @@ export type RouteConfig = Static<typeof Route>
 export type IssuerConfig = Static<typeof Issuer>
 export type ScopeRequirementConfig = Static<typeof ScopeRequirement>
 export type UpstreamConfig = Static<typeof Upstream>
+export type AuthorizationServerConfig = Static<typeof AuthorizationServer>
 export type ValidationMode = (typeof VALIDATION_MODES)[number]
 
 /** The schema as plain JSON (TypeBox's symbol keys dropped). */

@@ -51,3 +51,25 @@ describe('gateway validate', () => {
     expect((await run('frobnicate')).code).toBe(2)
   })
 })
+
+describe('gateway hash-secret', () => {
+  it('prints a scrypt hash of the secret read from stdin, which verifies', async () => {
+    const { Readable } = await import('node:stream')
+    const { parseSecretHash, verifySecret } = await import('../../src/authorization-server/secret-hash.js')
+    const out = sink()
+    const err = sink()
+    const code = await main(['hash-secret'], out as never, err as never, Readable.from(['a-long-enough-secret\n']))
+    expect(code).toBe(0)
+    const hash = out.text.trim()
+    expect(hash).toMatch(/^\$scrypt\$ln=15,r=8,p=1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/)
+    const parsed = parseSecretHash(hash)!
+    expect(await verifySecret('a-long-enough-secret', parsed)).toBe(true)
+    expect(await verifySecret('a-long-enough-secret\n', parsed)).toBe(false)
+    expect(out.text).not.toContain('a-long-enough-secret')
+  })
+
+  it('refuses short secrets', async () => {
+    const { Readable } = await import('node:stream')
+    expect(await main(['hash-secret'], sink() as never, sink() as never, Readable.from(['short']))).toBe(1)
+  })
+})

@@ -119,7 +119,7 @@ describe('environment variables', () => {
   it('interpolates ${VAR} and ${VAR:-default}', async () => {
     const yaml = BASE.replace('http://127.0.0.1:9999', '${UP_URL}').replace('https://auth.example.com/jwks', '${JWKS:-https://d.example/jwks}')
     const config = await compileConfig(parseConfig(yaml + 'server:\n  body_limit: ${LIMIT}\n', 'g.yaml', { UP_URL: 'http://up:1/base', LIMIT: '2048' }))
-    expect(config.router.routes[0]!.upstream.base).toBe('http://up:1/base')
+    expect(config.router.routes[0]!.upstream).toMatchObject({ kind: 'http', base: 'http://up:1/base' })
     expect(config.server.bodyLimit).toBe(2048)
   })
 
@@ -271,5 +271,46 @@ routes:`,
 
   it('needs a long integrity key', async () => {
     expect((await only(BASE + 'cache: { redis: { url: "redis://r:6379", integrity_key: short } }\n')).path).toBe('cache.redis.integrity_key')
+  })
+})
+
+describe('authorization server settings', () => {
+  const AS = (client: string) => `authorization_server:
+  issuer: http://127.0.0.1:8080
+  clients:
+${client}`
+  const client = (extra = '') => `    - client_id: c
+      secret_hash: "$scrypt$ln=15,r=8,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"
+      scopes: [a]
+      audiences: [x]
+${extra}`
+
+  it('compiles, generating a development key and saying so', async () => {
+    const config = await compileConfig(parseConfig(BASE + AS(client()), 'g.yaml', {}))
+    expect(config.authorizationServer?.generatedKey).toBe(true)
+    expect(config.notices[0]).toContain('generated an ES256 signing key')
+    expect(config.router.routes.map((r) => r.id)).toEqual(expect.arrayContaining(['@as:token', '@as:jwks', '@as:metadata', '@as:introspect']))
+  })
+
+  it('refuses a secret in place of its hash', async () => {
+    const issue = await only(BASE + AS(client().replace(/secret_hash: ".*"/, 'secret_hash: "my-plain-secret"')))
+    expect(issue).toMatchObject({ path: 'authorization_server.clients[0].secret_hash' })
+    expect(issue.message).toContain('gateway hash-secret')
+  })
+
+  it('refuses default scopes the client may not have', async () => {
+    expect(await only(BASE + AS(client('      default_scopes: [b]\n')))).toMatchObject({ path: 'authorization_server.clients[0].default_scopes[0]' })
+  })
+
+  it('refuses a route that would shadow a built-in endpoint', async () => {
+    const shadow = `  - id: shadow
+    match: { path: /oauth2/token, methods: [POST] }
+    upstream: orders
+    auth: public
+`
+    const found = await issues(BASE.replace('routes:\n', 'routes:\n' + shadow) + AS(client()))
+    expect(found).toHaveLength(1)
+    expect(found[0]!.path).toBe('routes[0] (shadow).match')
+    expect(found[0]!.message).toContain('"@as:token"')
   })
 })

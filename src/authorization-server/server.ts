@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto'
+import { createLocalJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose'
+import { ExpiringLru } from '../cache/lru.js'
+import { DUMMY_HASH, verifySecret, type ParsedHash } from './secret-hash.js'
+import type { SigningKey } from './signing-keys.js'
+
+export interface RegisteredClient {
+  readonly clientId: string
+  readonly secret: ParsedHash
+  readonly scopes: ReadonlySet<string>
+  readonly defaultScopes: readonly string[]
+  readonly audiences: readonly string[]
+  readonly lifetimeSeconds: number
+  readonly mayIntrospect: boolean
+}
+
+export interface AuthorizationServerSettings {
+  /** The issuer URL, exactly as it appears in `iss`. */
+  readonly issuer: string
+  /** Signing keys: the first signs, all are published. */
+  readonly keys: readonly SigningKey[]
+  readonly clients: ReadonlyMap<string, RegisteredClient>
+  readonly throttle: { readonly failures: number; readonly windowMs: number }
+}
+
+/** A request as the built-in endpoints read it. */
+export interface EndpointRequest {
+  readonly rawHeaders: readonly string[]
+  readonly contentType: string | undefined
+  /** The form body (buffered by the gateway), when there is one. */
+  readonly body: Buffer | undefined
+}
+
+export interface EndpointResponse {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: unknown
+}
+
+type TokenError = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope'
+
+const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
+
+/** Failed client authentications per client id, shared across reloads. */
+export class FailureThrottle {
+  private readonly failures = new ExpiringLru<{ count: number; until: number }>(10_000)
+
+  /** Seconds to wait, when the client id is throttled. */
+  blockedFor(clientId: string, limit: number, now: number): number | undefined {
+    const entry = this.failures.get(clientId)
+    if (!entry || entry.count < limit) return undefined
+    return Math.max(1, Math.ceil((entry.until - now) / 1000))
+  }
+
+  fail(clientId: string, windowMs: number, now: number): void {
+    const entry = this.failures.get(clientId)
+    const next = entry ? { count: entry.count + 1, until: entry.until } : { count: 1, until: now + windowMs }
+    this.failures.set(clientId, next, next.until)
+  }
+
+  succeed(clientId: string): void {
+    this.failures.delete(clientId)
+  }
+}
+
+function tokenError(status: number, error: TokenError, description: string, extra: Record<string, string> = {}): EndpointResponse {
+  return { status, headers: { ...NO_STORE, ...extra }, body: { error, error_description: description } }
+}
+
+/** RFC 6749 §3.2: a parameter may appear once. */
+function parseForm(req: EndpointRequest): URLSearchParams | EndpointResponse {
+  const type = req.contentType?.split(';')[0]?.trim().toLowerCase()
+  if (type !== 'application/x-www-form-urlencoded' || req.body === undefined) {
+    return tokenError(400, 'invalid_request', 'the request must be application/x-www-form-urlencoded')
+  }
+  const form = new URLSearchParams(req.body.toString('utf8'))
+  const seen = new Set<string>()
+  for (const name of form.keys()) {
+    if (seen.has(name)) return tokenError(400, 'invalid_request', `the parameter "${name}" appears more than once`)
+    seen.add(name)
+  }
+  return form
+}
+
+function formDecode(s: string): string {
+  return decodeURIComponent(s.replace(/\+/g, ' '))
+}
+
+/**
+ * The built-in authorization server for the Client Credentials grant
+ * (RFC 6749 §4.4): token endpoint, RFC 7662 introspection of its own tokens,
+ * JWKS and RFC 8414 metadata. Its tokens are RFC 9068 JWT access tokens.
+ */
+export class AuthorizationServer {
+  readonly endpoints: { readonly token: string; readonly introspection: string; readonly jwks: string; readonly metadata: string }
+  /** The paths of its endpoints on the gateway listener. */
+  readonly paths: { readonly token: string; readonly introspection: string; readonly jwks: string; readonly metadata: string }
+  private readonly verifyKey: JWTVerifyGetKey
+
+  /**
+   * @param throttle failure counts, kept across reloads
+   * @param generatedKey whether the signing key was generated at start (kept across reloads)
+   */
+  constructor(
+    readonly settings: AuthorizationServerSettings,
+    readonly throttle: FailureThrottle,
+    readonly generatedKey: boolean,
+    private readonly now: () => number = Date.now,
+  ) {
+    const url = new URL(settings.issuer)
+    const base = url.pathname.replace(/\/+$/, '')
+    this.paths = {
+      token: `${base}/oauth2/token`,
+      introspection: `${base}/oauth2/introspect`,
+      jwks: `${base}/.well-known/jwks.json`,
+      // RFC 8414 §3.1: the well-known segment goes before the issuer's path.
+      metadata: `/.well-known/oauth-authorization-server${base}`,
+    }
+    this.endpoints = {
+      token: url.origin + this.paths.token,
+      introspection: url.origin + this.paths.introspection,
+      jwks: url.origin + this.paths.jwks,
+      metadata: url.origin + this.paths.metadata,
+    }
+    this.verifyKey = createLocalJWKSet({ keys: settings.keys.map((k) => k.publicJwk) })
+  }
+
+  metadata(): EndpointResponse {
+    const scopes = new Set<string>()
+    for (const c of this.settings.clients.values()) for (const s of c.scopes) scopes.add(s)
+    const authMethods = ['client_secret_basic', 'client_secret_post']
+    return {
+      status: 200,
+      headers: { 'cache-control': 'public, max-age=300' },
+      body: {
+        issuer: this.settings.issuer,
+        token_endpoint: this.endpoints.token,
+        jwks_uri: this.endpoints.jwks,
+        introspection_endpoint: this.endpoints.introspection,
+        grant_types_supported: ['client_credentials'],
+        response_types_supported: [],
+        token_endpoint_auth_methods_supported: authMethods,
+        introspection_endpoint_auth_methods_supported: authMethods,
+        scopes_supported: [...scopes].sort(),
+      },
+    }
+  }
+
+  jwks(): EndpointResponse {
+    return {
+      status: 200,
+      headers: { 'cache-control': 'public, max-age=300', 'content-type': 'application/jwk-set+json' },
+      body: { keys: this.settings.keys.map((k) => k.publicJwk) },
+    }
+  }
+
+  async token(req: EndpointRequest): Promise<EndpointResponse> {
+    const form = parseForm(req)
+    if (!(form instanceof URLSearchParams)) return form
+    const auth = await this.authenticateClient(req, form)
+    if ('status' in auth) return auth
+    const client = auth
+    const grantType = form.get('grant_type')
+    if (grantType === null) return tokenError(400, 'invalid_request', 'grant_type is missing')
+    if (grantType !== 'client_credentials') return tokenError(400, 'unsupported_grant_type', 'only the client_credentials grant is supported')
+
+    const requested = form.get('scope')
+    let scopes: string[]
+    if (requested === null || requested.trim() === '') {
+      scopes = [...client.defaultScopes]
+    } else {
+      scopes = [...new Set(requested.split(' ').filter((s) => s !== ''))]
+      const refused = scopes.filter((s) => !client.scopes.has(s))
+      if (refused.length > 0) return tokenError(400, 'invalid_scope', 'the client may not request some of these scopes')
+    }
+
+    const key = this.settings.keys[0]!
+    const iat = Math.floor(this.now() / 1000)
+    const exp = iat + client.lifetimeSeconds
+    const accessToken = await new SignJWT({ client_id: client.clientId, scope: scopes.join(' ') })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+      .setIssuer(this.settings.issuer)
+      .setSubject(client.clientId)
+      .setAudience(client.audiences.length === 1 ? client.audiences[0]! : [...client.audiences])
+      .setIssuedAt(iat)
+      .setExpirationTime(exp)
+      .setJti(randomUUID())
+      .sign(key.privateKey)
+    return {
+      status: 200,
+      headers: NO_STORE,
+      body: { access_token: accessToken, token_type: 'Bearer', expires_in: client.lifetimeSeconds, scope: scopes.join(' ') },
+    }
+  }
+
+  async introspect(req: EndpointRequest): Promise<EndpointResponse> {
+    const form = parseForm(req)
+    if (!(form instanceof URLSearchParams)) return form
+    const auth = await this.authenticateClient(req, form)
+    if ('status' in auth) return auth
+    if (!auth.mayIntrospect) return tokenError(403, 'unauthorized_client', 'this client may not introspect tokens')
+    const token = form.get('token')
+    if (token === null) return tokenError(400, 'invalid_request', 'token is missing')
+    try {
+      const { payload } = await jwtVerify(token, this.verifyKey, {
+        issuer: this.settings.issuer,
+        typ: 'at+jwt',
+        algorithms: ['ES256', 'EdDSA', 'RS256'],
+        requiredClaims: ['exp'],
+        currentDate: new Date(this.now()),
+      })
+      return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: 'Bearer' } }
+    } catch {
+      return { status: 200, headers: NO_STORE, body: { active: false } }
+    }
+  }
+
+  /**
+   * RFC 6749 §2.3.1: HTTP Basic or client_id/client_secret in the body, not
+   * both. Unknown clients cost as much as wrong secrets, the comparison is
+   * constant-time, and repeated failures for one client id are throttled.
+   */
+  private async authenticateClient(req: EndpointRequest, form: URLSearchParams): Promise<RegisteredClient | EndpointResponse> {
+    const challenge = { 'www-authenticate': `Basic realm="${this.settings.issuer.replace(/"/g, '')}", charset="UTF-8"` }
+    const invalidClient = (description: string) => tokenError(401, 'invalid_client', description, challenge)
+    let header: string | undefined
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i]!.toLowerCase() === 'authorization') {
+        if (header !== undefined) return tokenError(400, 'invalid_request', 'more than one Authorization header')
+        header = req.rawHeaders[i + 1]!
+      }
+    }
+    const inBody = form.has('client_id') || form.has('client_secret')
+    let clientId: string
+    let secret: string
+    if (header !== undefined) {
+      if (inBody) return tokenError(400, 'invalid_request', 'use one client authentication method, not two')
+      const m = /^basic +([A-Za-z0-9+/]+={0,2}) *$/i.exec(header)
+      if (!m) return invalidClient('the Authorization header is not HTTP Basic')
+      const decoded = Buffer.from(m[1]!, 'base64').toString('utf8')
+      const colon = decoded.indexOf(':')
+      if (colon < 0) return invalidClient('malformed Basic credentials')
+      try {
+        clientId = formDecode(decoded.slice(0, colon))
+        secret = formDecode(decoded.slice(colon + 1))
+      } catch {
+        return invalidClient('malformed Basic credentials')
+      }
+    } else if (inBody) {
+      const id = form.get('client_id')
+      const s = form.get('client_secret')
+      if (id === null || s === null) return invalidClient('client_id and client_secret are both required')
+      clientId = id
+      secret = s
+    } else {
+      return invalidClient('client authentication is required')
+    }
+
+    const now = this.now()
+    const { failures, windowMs } = this.settings.throttle
+    const wait = this.throttle.blockedFor(clientId, failures, now)
+    if (wait !== undefined) {
+      return { status: 429, headers: { ...NO_STORE, 'retry-after': String(wait) }, body: { error: 'invalid_client', error_description: 'too many failed attempts; retry later' } }
+    }
+    const client = this.settings.clients.get(clientId)
+    const ok = await verifySecret(secret, client?.secret ?? DUMMY_HASH)
+    if (!client || !ok) {
+      this.throttle.fail(clientId, windowMs, now)
+      return invalidClient('client authentication failed')
+    }
+    this.throttle.succeed(clientId)
+    return client
+  }
+}

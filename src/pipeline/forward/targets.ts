@@ -1,0 +1,19 @@
+import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
+
+/** Where a route sends what it accepts. */
+export type Target =
+  | {
+      readonly kind: 'http'
+      readonly id: string
+      /** Origin plus base path, without trailing slash: "http://orders:8080/v2". */
+      readonly base: string
+      readonly timeoutMs: number
+      readonly preserveHost: boolean
+    }
+  | { readonly kind: 'echo'; readonly id: string }
+  | {
+      /** An endpoint the gateway serves itself (authorization server, metadata). */
+      readonly kind: 'builtin'
+      readonly id: string
+      respond(request: EndpointRequest): EndpointResponse | Promise<EndpointResponse>
+    }
