@@ -2,4 +2,5 @@
 // The compiled CLI lives in dist/ (built by `npm install` through the `prepare` script).
 import { main } from '../dist/cli.js'
 
-process.exitCode = await main(process.argv.slice(2))
+// Exit explicitly: keep-alive sockets of key and introspection fetches must not hold the process.
+process.exit(await main(process.argv.slice(2)))

@@ -7,6 +7,7 @@ import { RedisStore, type SharedStore } from './cache/redis-store.js'
 import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
+import { Metrics } from './metrics/metrics.js'
 import { createHandler, type ConfigSource } from './handler.js'
 import { GatewayError } from './errors.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
@@ -17,6 +18,8 @@ export interface GatewayOptions {
   readonly logger?: FastifyBaseLogger
   /** The clock of cache and token decisions (tests). */
   readonly now?: () => number
+  /** The metrics to record into; the one also given to compileConfig as observer. */
+  readonly metrics?: Metrics
 }
 
 export interface Gateway extends ConfigSource {
@@ -28,6 +31,7 @@ export interface Gateway extends ConfigSource {
   readonly introspectionCache: TieredCache<IntrospectionRecord>
   /** The shared tier, when Redis is configured. */
   readonly sharedStore: SharedStore | undefined
+  readonly metrics: Metrics
   close(): Promise<void>
 }
 
@@ -52,15 +56,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let current = options.config
   const { server } = current
   const now = options.now ?? Date.now
+  const metrics = options.metrics ?? new Metrics({ processMetrics: false })
   const redis = current.cache.redis
   const sharedStore = redis
-    ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never })
+    ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never, onStatus: (up) => metrics.redisUp(up) })
     : undefined
+  if (sharedStore) metrics.redisUp(false)
   const introspectionCache = new TieredCache<IntrospectionRecord>({
     memory: new ExpiringLru(current.cache.memoryEntries, now),
     shared: sharedStore && redis ? prefixed(sharedStore, redis.keyPrefix) : undefined,
     codec: introspectionCodec,
     now,
+    onLookup: (tier, hit) => metrics.cacheLookup(tier, hit),
   })
   const app = Fastify({
     loggerInstance: options.logger,
@@ -87,13 +94,20 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   app.decorateRequest('outcome', null)
   app.addHook('onRequest', async (request, reply) => {
-    request.outcome = { routeId: undefined, path: undefined, principal: undefined, decision: undefined, reason: undefined }
+    request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
     reply.header('x-request-id', request.id)
   })
 
-  // One line per request. Never the query string, headers or body: they may carry secrets.
+  // One log line and the metrics of each request. Never the query string,
+  // headers or body: they may carry secrets.
   app.addHook('onResponse', async (request, reply) => {
     const o = request.outcome
+    const status = reply.statusCode
+    metrics.request(o?.routeId, request.method, status)
+    const decision = o?.decision ?? 'deny'
+    metrics.decisions.labels(o?.routeId ?? 'none', decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown')).inc()
+    if (o?.auth) metrics.authDuration.labels(o.auth.method, o.auth.cache).observe(o.auth.seconds)
+    if (o?.forwarded && o.routeId) metrics.upstreamDuration.labels(o.routeId, o.forwarded.upstream).observe((performance.now() - o.forwarded.at) / 1000)
     request.log.info(
       {
         route: o?.routeId ?? null,
@@ -135,6 +149,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
     introspectionCache,
     sharedStore,
+    metrics,
     async close() {
       await app.close()
       await sharedStore?.close()

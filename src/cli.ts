@@ -2,12 +2,17 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadCompiledConfig } from './config/index.js'
 import { runUntilSignal } from './server.js'
 import { hashSecret } from './authorization-server/secret-hash.js'
+import { explain } from './tools/explain.js'
+import { routeTable } from './tools/routes.js'
 
 const USAGE = `usage: gateway <command> [options]
 
 commands:
   start --config FILE     run the gateway
   validate FILE           check a configuration file (exit 0 when valid, 1 when not)
+  routes FILE             print the compiled route table, in precedence order
+  explain FILE --method M --path P [--host H] [--token T | --scopes "a b"]
+                          which route matches, what it requires, and the decision (exit 0 allow, 1 deny)
   hash-secret             read a client secret on stdin, print its hash for authorization_server.clients
 `
 
@@ -36,6 +41,36 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         const config = await loadCompiledConfig(file)
         out.write(`${file}: valid (${config.router.routes.length} routes, ${config.issuers.size} issuers)\n`)
         return 0
+      }
+      case 'routes': {
+        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })
+        if (positionals.length !== 1) {
+          err.write(USAGE)
+          return 2
+        }
+        out.write(routeTable(await loadCompiledConfig(positionals[0]!)))
+        return 0
+      }
+      case 'explain': {
+        const { values, positionals } = parseArgs({
+          args: rest,
+          allowPositionals: true,
+          options: { method: { type: 'string', default: 'GET' }, path: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, scopes: { type: 'string' } },
+        })
+        if (positionals.length !== 1 || !values.path || (values.token !== undefined && values.scopes !== undefined)) {
+          err.write(USAGE)
+          return 2
+        }
+        const config = await loadCompiledConfig(positionals[0]!)
+        const result = await explain(config, {
+          method: values.method!,
+          path: values.path,
+          host: values.host,
+          token: values.token,
+          scopes: values.scopes?.split(' ').filter(Boolean),
+        })
+        out.write(result.lines.join('\n') + '\n')
+        return result.decision === 'allow' ? 0 : 1
       }
       case 'hash-secret': {
         // One line; a trailing newline (echo, a here-string) is not part of the secret.

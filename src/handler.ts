@@ -19,6 +19,10 @@ export interface RequestOutcome {
   routeId: string | undefined
   path: string | undefined
   principal: Principal | undefined
+  /** How the token was authenticated, and how long authentication and authorization took. */
+  auth: { method: 'jwt' | 'introspection'; cache: string; seconds: number } | undefined
+  /** The HTTP upstream the request was handed to, and when (performance.now()). */
+  forwarded: { upstream: string; at: number } | undefined
   /** `allow` once every check passed and the request is forwarded. */
   decision: 'allow' | 'deny' | undefined
   /** Why the request was refused or failed, when it was. */
@@ -59,9 +63,11 @@ export function createHandler(source: ConfigSource, authn: AuthnContext) {
         query: target.query,
         formBody: Buffer.isBuffer(request.body) ? request.body : undefined,
       })
-      const principal = await authenticate(token, route.auth.tokens, authn)
+      const started = performance.now()
+      const { principal, method, cache } = await authenticate(token, route.auth.tokens, authn)
       outcome.principal = principal
       authorize(principal, route.auth.scopes, request.method)
+      outcome.auth = { method, cache, seconds: (performance.now() - started) / 1000 }
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization
     }
@@ -74,6 +80,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext) {
     }
     if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = request.host
     outcome.decision = 'allow'
+    if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set })
   }
 }

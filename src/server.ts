@@ -1,33 +1,81 @@
 import type { Logger } from 'pino'
+import type { FastifyInstance } from 'fastify'
+import { buildAdmin } from './admin/app.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
 import { createLogger } from './logger.js'
+import { Metrics } from './metrics/metrics.js'
+import { ConfigReloader } from './reload.js'
 
 export interface RunningGateway {
   readonly gateway: Gateway
+  readonly admin: FastifyInstance
+  readonly reloader: ConfigReloader
   /** The proxy listener's URL, e.g. http://127.0.0.1:8080. */
   readonly url: string
-  close(): Promise<void>
+  readonly adminUrl: string
+  /** Stops accepting, lets requests in flight finish (up to the drain timeout), closes Redis. */
+  drain(): Promise<void>
 }
 
-/** Loads the config file, builds the gateway and listens. */
-export async function startGateway(file: string, logger: Logger = createLogger()): Promise<RunningGateway> {
-  const config = await loadCompiledConfig(file)
-  const gateway = await buildGateway({ config, logger })
-  const address = await gateway.app.listen({ host: config.server.host, port: config.server.port })
-  logger.info({ address, routes: config.router.routes.length, config: file }, 'gateway listening')
-  return { gateway, url: address, close: () => gateway.close() }
+/** Loads the config file, builds the proxy and admin apps, listens and watches the file. */
+export async function startGateway(file: string, logger: Logger = createLogger(), env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
+  const metrics = new Metrics()
+  const config = await loadCompiledConfig(file, { observer: metrics, env })
+  const gateway = await buildGateway({ config, logger, metrics })
+  let draining = false
+  const admin = buildAdmin(gateway, { logger, isDraining: () => draining })
+  const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
+  const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
+  const reloader = new ConfigReloader(file, gateway, logger, metrics, env)
+  await reloader.start()
+  logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file }, 'gateway listening')
+
+  return {
+    gateway,
+    admin,
+    reloader,
+    url,
+    adminUrl,
+    async drain() {
+      draining = true
+      reloader.stop()
+      const deadline = gateway.current.server.drainTimeoutMs
+      let timer: NodeJS.Timeout | undefined
+      const closed = gateway.app.close()
+      const late = await Promise.race([
+        closed.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), deadline))),
+      ])
+      clearTimeout(timer)
+      if (late) {
+        logger.warn({ deadline_ms: deadline }, 'drain deadline reached; closing the remaining connections')
+        gateway.app.server.closeAllConnections()
+        await closed
+      }
+      await gateway.sharedStore?.close()
+      await admin.close()
+    },
+  }
 }
 
-/** Runs until SIGTERM or SIGINT, then stops accepting, finishes what is in flight and exits. */
+/**
+ * Runs until SIGTERM or SIGINT. SIGHUP re-reads the configuration. On
+ * SIGTERM the gateway stops accepting, finishes requests in flight up to
+ * `server.drain_timeout`, closes Redis and exits 0.
+ */
 export async function runUntilSignal(file: string): Promise<number> {
   const logger = createLogger()
   const running = await startGateway(file, logger)
+  process.on('SIGHUP', () => void running.reloader.reload('signal'))
   return new Promise((resolve) => {
     const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down')
-      running.close().then(
-        () => resolve(0),
+      logger.info({ signal }, 'draining')
+      running.drain().then(
+        () => {
+          logger.info('stopped')
+          resolve(0)
+        },
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed')
           resolve(1)

@@ -13,6 +13,7 @@ import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/ro
 import { ALWAYS_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
 import type { Target } from '../pipeline/forward/targets.js'
+import type { Observer } from '../metrics/metrics.js'
 import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../authorization-server/server.js'
 import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
@@ -65,7 +66,9 @@ export interface CompiledConfig {
     readonly trustProxy: TrustProxy
     readonly realm: string
     readonly bodyLimit: number
+    readonly drainTimeoutMs: number
   }
+  readonly admin: { readonly host: string; readonly port: number }
   readonly router: Router<CompiledRoute>
   readonly issuers: ReadonlyMap<string, IssuerRuntime>
   readonly headers: HeaderPolicy
@@ -85,8 +88,8 @@ export interface CompiledConfig {
 export interface CompileOptions {
   /** The configuration being replaced: remote key sets for unchanged issuers are reused. */
   readonly previous?: CompiledConfig | undefined
-  readonly onJwksFetch?: (issuerId: string, outcome: 'success' | 'failure', error?: unknown) => void
-  readonly onIntrospection?: (issuerId: string, outcome: 'active' | 'inactive' | 'error') => void
+  /** Told of JWKS fetches and introspection calls (metrics). */
+  readonly observer?: Pick<Observer, 'jwksFetch' | 'introspection'> | undefined
 }
 
 /** Header names that identity headers may not take. */
@@ -259,7 +262,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       trustProxy: config.server?.trust_proxy ?? false,
       realm: config.server?.realm ?? DEFAULTS.realm,
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
+      drainTimeoutMs: parseDuration(config.server?.drain_timeout ?? DEFAULTS.drainTimeout),
     }),
+    admin: Object.freeze(splitListen(config.admin?.listen ?? DEFAULTS.adminListen)),
     router,
     issuers,
     headers,
@@ -443,7 +448,7 @@ async function compileIssuers(
         continue // the key file problem is already reported
       }
     }
-    const onIntrospection = options.onIntrospection
+    const observer = options.observer
     const introspection = c.introspection
       ? new IntrospectionClient(c.id, c.issuer, {
           endpoint: c.introspection.endpoint ?? (() => discovery!.endpoint('introspection_endpoint')),
@@ -456,7 +461,7 @@ async function compileIssuers(
           requireAudience: c.introspection.require_audience ?? true,
           keepClaims,
           integrityKey: config.cache?.redis?.integrity_key,
-          ...(onIntrospection ? { onCall: (outcome: 'active' | 'inactive' | 'error') => onIntrospection(c.id, outcome) } : {}),
+          ...(observer ? { onCall: (outcome: 'active' | 'inactive' | 'error') => observer.introspection(c.id, outcome) } : {}),
         })
       : undefined
     out.set(
@@ -488,11 +493,11 @@ function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions, discovery: 
   const source = c.jwks_uri ?? `discovery:${c.issuer}`
   const previous = options.previous?.issuers.get(c.id)?.jwks
   if (previous && previous.source === source && previous.sameOptions(jwksOptions)) return previous
-  const onJwksFetch = options.onJwksFetch
+  const observer = options.observer
   const url = c.jwks_uri ?? (() => discovery!.endpoint('jwks_uri'))
   return new RemoteJwks(url, source, {
     ...jwksOptions,
-    ...(onJwksFetch ? { onFetch: (outcome: 'success' | 'failure', error?: unknown) => onJwksFetch(c.id, outcome, error) } : {}),
+    ...(observer ? { onFetch: (outcome: 'success' | 'failure') => observer.jwksFetch(c.id, outcome) } : {}),
   })
 }
 

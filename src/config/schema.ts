@@ -22,6 +22,7 @@ export const DEFAULTS = {
   discoveryTimeout: '5s',
   memoryCacheEntries: 100_000,
   redisKeyPrefix: 'gateway:',
+  drainTimeout: '25s',
   redisTimeout: '100ms',
   asTokenLifetime: '10m',
   asThrottleFailures: 5,
@@ -299,8 +300,15 @@ export const ConfigSchema = Type.Object(
           trust_proxy: Type.Optional(TrustProxy),
           realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),
           body_limit: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.bodyLimit, description: 'largest form-encoded body read to look for tokens, in bytes; other bodies are streamed' })),
+          drain_timeout: Type.Optional(duration(DEFAULTS.drainTimeout, 'on SIGTERM, how long requests in flight may take to finish')),
         },
         strict,
+      ),
+    ),
+    admin: Type.Optional(
+      Type.Object(
+        { listen: Type.Optional(Type.String({ ...Listen, default: DEFAULTS.adminListen })) },
+        { ...strict, description: 'the admin listener: /metrics, /healthz, /readyz (keep it off public networks)' },
       ),
     ),
     identity_headers: Type.Optional(

@@ -2,7 +2,7 @@ import type { IntrospectionRecord } from './introspection.js'
 import { principalFromIntrospection, type IntrospectingIssuer } from './introspection.js'
 import { peekIssuer, verifyJwt, type TrustedIssuer } from './jwt.js'
 import type { Principal } from './principal.js'
-import type { TieredCache } from '../../cache/tiered-cache.js'
+import type { CacheSource, TieredCache } from '../../cache/tiered-cache.js'
 import { GatewayError } from '../../errors.js'
 import type { ValidationMode } from '../../config/schema.js'
 
@@ -20,6 +20,14 @@ export interface TokenPolicy {
   readonly opaque: IntrospectingIssuer | undefined
 }
 
+/** The principal, and how it was established (for metrics). */
+export interface Authenticated {
+  readonly principal: Principal
+  readonly method: 'jwt' | 'introspection'
+  /** Where an introspection result came from; `none` for local JWT verification. */
+  readonly cache: CacheSource | 'none'
+}
+
 export interface AuthnContext {
   readonly introspectionCache: TieredCache<IntrospectionRecord>
   readonly now?: () => number
@@ -33,7 +41,7 @@ export interface AuthnContext {
  * - `jwt_and_introspection`: verified locally, then asked (revocation).
  * A token that is not a JWT goes to the route's opaque-token issuer, if any.
  */
-export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Principal> {
+export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
   const iss = peekIssuer(token)
   if (iss === undefined) throw new GatewayError('issuer_untrusted', 'the token names no issuer')
   if (iss !== null) {
@@ -42,13 +50,13 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
     switch (entry.mode) {
       case 'jwt':
       case 'auto':
-        return verifyJwt(token, entry.issuer)
+        return { principal: await verifyJwt(token, entry.issuer), method: 'jwt', cache: 'none' }
       case 'introspection':
         return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
       case 'jwt_and_introspection': {
         const principal = await verifyJwt(token, entry.issuer)
-        await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
-        return principal
+        const checked = await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
+        return { principal, method: 'introspection', cache: checked.cache }
       }
     }
   }
@@ -56,11 +64,11 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
   throw new GatewayError('token_malformed', 'the token is not a JWT')
 }
 
-async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Principal> {
+async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {
   const client = issuer.introspection
   const now = ctx.now ?? Date.now
   const binding = client.binding(token)
-  const { value } = await ctx.introspectionCache.get(
+  const { value, source } = await ctx.introspectionCache.get(
     client.cacheKey(token),
     async () => {
       const record = await client.introspect(token)
@@ -68,5 +76,5 @@ async function introspect(token: string, issuer: IntrospectingIssuer, ctx: Authn
     },
     (record) => record.binding === binding,
   )
-  return principalFromIntrospection(issuer, value, now() / 1000)
+  return { principal: principalFromIntrospection(issuer, value, now() / 1000), method: 'introspection', cache: source }
 }

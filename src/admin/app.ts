@@ -1,0 +1,24 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Gateway } from '../app.js'
+import { readiness } from './readiness.js'
+
+/**
+ * The admin listener's app (its own port, 127.0.0.1 by default):
+ * `/healthz` (the process answers), `/readyz` (it can serve: 200 when ready
+ * or degraded, 503 when not ready or draining), `/metrics` (Prometheus).
+ */
+export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogger; isDraining?: () => boolean } = {}): FastifyInstance {
+  const admin = Fastify({ loggerInstance: options.logger })
+  admin.get('/healthz', async () => ({ status: 'ok' }))
+  admin.get('/readyz', async (_request, reply) => {
+    const state = readiness(gateway)
+    const draining = options.isDraining?.() ?? false
+    const status = draining ? 'not_ready' : state.status
+    return reply.code(status === 'not_ready' ? 503 : 200).send({ ...state, status, draining })
+  })
+  admin.get('/metrics', async (_request, reply) => {
+    const text = await gateway.metrics.registry.metrics()
+    return reply.type(gateway.metrics.registry.contentType).send(text)
+  })
+  return admin
+}

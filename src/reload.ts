@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto'
+import { watch, type FSWatcher } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import type { Logger } from 'pino'
+import type { Gateway } from './app.js'
+import { compileConfig, type CompiledConfig } from './config/compile.js'
+import { ConfigError, formatIssue } from './config/errors.js'
+import { parseConfig } from './config/load.js'
+import type { Metrics } from './metrics/metrics.js'
+
+export type ReloadResult = 'applied' | 'unchanged' | 'refused'
+
+/** How often the file is checked besides watch events (some volumes send none). */
+export const POLL_INTERVAL_MS = 5000
+const DEBOUNCE_MS = 100
+
+/**
+ * Re-reads the configuration file on SIGHUP and when it changes, including
+ * the symlink swap a Kubernetes ConfigMap volume does (the directory is
+ * watched, and the file's content compared). A valid configuration is swapped
+ * in atomically: requests in flight finish on the one they started with. An
+ * invalid one is refused, logged with its file and line, counted, and the
+ * configuration in force keeps serving.
+ */
+export class ConfigReloader {
+  private lastHash: string | undefined
+  private watcher: FSWatcher | undefined
+  private poll: NodeJS.Timeout | undefined
+  private debounce: NodeJS.Timeout | undefined
+  private queue: Promise<ReloadResult> = Promise.resolve('unchanged')
+
+  constructor(
+    private readonly file: string,
+    private readonly gateway: Gateway,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+  ) {}
+
+  /** Remembers the content in force, then watches for changes. */
+  async start(): Promise<void> {
+    this.lastHash = await this.hash().catch(() => undefined)
+    try {
+      this.watcher = watch(dirname(this.file), (_event, name) => {
+        // ConfigMap updates rename "..data"; an editor writes the file itself.
+        if (name === null || name === basename(this.file) || name.startsWith('..')) this.schedule()
+      })
+      this.watcher.on('error', () => undefined)
+    } catch (err) {
+      this.logger.warn({ err }, 'cannot watch the configuration directory; relying on polling and SIGHUP')
+    }
+    this.poll = setInterval(() => this.schedule(), POLL_INTERVAL_MS)
+    this.poll.unref()
+  }
+
+  stop(): void {
+    this.watcher?.close()
+    clearInterval(this.poll)
+    clearTimeout(this.debounce)
+  }
+
+  private schedule(): void {
+    clearTimeout(this.debounce)
+    this.debounce = setTimeout(() => void this.reload('watch'), DEBOUNCE_MS)
+  }
+
+  private async hash(): Promise<string> {
+    return createHash('sha256').update(await readFile(this.file)).digest('hex')
+  }
+
+  /** Reloads now. A `watch` trigger skips content already seen; `signal` always re-reads. */
+  reload(trigger: 'watch' | 'signal'): Promise<ReloadResult> {
+    this.queue = this.queue.then(() => this.run(trigger))
+    return this.queue
+  }
+
+  private async run(trigger: 'watch' | 'signal'): Promise<ReloadResult> {
+    let text: string
+    try {
+      text = await readFile(this.file, 'utf8')
+    } catch (err) {
+      if (trigger === 'watch') return 'unchanged' // mid-swap; the next event or poll sees the new file
+      this.refused([`${this.file}: cannot read the file (${(err as Error).message})`])
+      return 'refused'
+    }
+    const hash = createHash('sha256').update(text).digest('hex')
+    if (trigger === 'watch' && hash === this.lastHash) return 'unchanged'
+    this.lastHash = hash
+    let next: CompiledConfig
+    try {
+      next = await compileConfig(parseConfig(text, this.file, this.env), { previous: this.gateway.current, observer: this.metrics })
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      this.refused(err.issues.map(formatIssue))
+      return 'refused'
+    }
+    const needRestart = restartOnly(this.gateway.current, next)
+    if (needRestart.length > 0) {
+      this.logger.warn({ fields: needRestart }, 'configuration changes that take effect only after a restart')
+    }
+    for (const notice of next.notices) this.logger.warn(notice)
+    this.gateway.setConfig(next)
+    this.metrics.reload('success')
+    this.logger.info({ trigger, routes: next.router.routes.length, issuers: next.issuers.size }, 'configuration reloaded')
+    return 'applied'
+  }
+
+  private refused(errors: string[]): void {
+    this.metrics.reload('failure')
+    this.logger.error({ errors }, 'configuration refused; the previous configuration stays in force')
+  }
+}
+
+/** Settings read once at start. */
+function restartOnly(a: CompiledConfig, b: CompiledConfig): string[] {
+  const changed: string[] = []
+  const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y)
+  if (a.server.host !== b.server.host || a.server.port !== b.server.port) changed.push('server.listen')
+  if (!same(a.server.trustProxy, b.server.trustProxy)) changed.push('server.trust_proxy')
+  if (a.server.bodyLimit !== b.server.bodyLimit) changed.push('server.body_limit')
+  if (!same(a.admin, b.admin)) changed.push('admin.listen')
+  if (!same(a.cache, b.cache)) changed.push('cache')
+  return changed
+}

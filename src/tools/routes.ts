@@ -1,0 +1,63 @@
+import type { CompiledConfig, CompiledRoute } from '../config/compile.js'
+import type { ScopeRule } from '../pipeline/authz/scopes.js'
+import type { Segment } from '../pipeline/match/pattern.js'
+
+const SEGMENT_RANK: Record<Segment['kind'], number> = { static: 0, param: 1, wildcard: 3 }
+const END_RANK = 2 // a pattern that ends here sits between :param and *
+
+function hostRank(route: CompiledRoute): [number, number] {
+  if (route.host === null) return [2, 0]
+  if (route.host.startsWith('*.')) return [1, -route.host.length]
+  return [0, 0]
+}
+
+/** Orders routes as the router tries them (see Router): host, then segment by segment, then methods. */
+export function comparePrecedence(a: CompiledRoute, b: CompiledRoute): number {
+  const [ha, la] = hostRank(a)
+  const [hb, lb] = hostRank(b)
+  if (ha !== hb) return ha - hb
+  if (la !== lb) return la - lb
+  const sa = a.pattern.segments
+  const sb = b.pattern.segments
+  for (let i = 0; i < Math.max(sa.length, sb.length); i++) {
+    const x = sa[i]
+    const y = sb[i]
+    const rx = x ? SEGMENT_RANK[x.kind] : END_RANK
+    const ry = y ? SEGMENT_RANK[y.kind] : END_RANK
+    if (rx !== ry) return rx - ry
+    if (x?.kind === 'static' && y?.kind === 'static' && x.value !== y.value) return x.value < y.value ? -1 : 1
+  }
+  if ((a.methods === null) !== (b.methods === null)) return a.methods === null ? 1 : -1
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0
+}
+
+export function describeRule(rule: ScopeRule | null): string {
+  if (rule === null) return 'any valid token'
+  const parts: string[] = []
+  if (rule.allOf.length) parts.push(`all of ${rule.allOf.join(' ')}`)
+  if (rule.anyOf.length) parts.push(`any of ${rule.anyOf.join(' ')}`)
+  return parts.join(' and ')
+}
+
+export function describeAuth(route: CompiledRoute): string {
+  if (route.auth.kind === 'public') return 'public'
+  const issuers = [...route.auth.tokens.byIss.values()].map((e) => `${e.issuer.id}(${e.mode})`).join(',')
+  const extra = [...route.auth.scopes.byMethod].map(([m, r]) => `; ${m}: ${describeRule(r)}`).join('')
+  return `${issuers}: ${describeRule(route.auth.scopes.all)}${extra}`
+}
+
+function target(route: CompiledRoute): string {
+  const t = route.upstream
+  if (t.kind === 'http') return `${t.id} ${t.base}${route.stripPrefix ? ` (strip ${route.stripPrefix})` : ''}`
+  if (t.kind === 'echo') return `${t.id} (echo)`
+  return '(built in)'
+}
+
+/** The compiled route table, in precedence order, as text columns. */
+export function routeTable(config: CompiledConfig): string {
+  const rows = [...config.router.routes].sort(comparePrecedence).map((r) => [r.id, r.host ?? '*', r.methods?.join(',') ?? '*', r.pattern.source, target(r), describeAuth(r)])
+  const header = ['ROUTE', 'HOST', 'METHODS', 'PATH', 'TARGET', 'AUTH']
+  const all = [header, ...rows]
+  const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]!.length)))
+  return all.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n'
+}
