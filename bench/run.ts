@@ -1,0 +1,376 @@
+// npm run bench: throughput, latency, CPU per request and peak RSS of this
+// gateway against baselines measured in the same run, as ratios.
+//
+// Each target is its own process pinned to core 0 (when taskset and 2 cores
+// are there); the load generator (wrk when installed, else autocannon) and the
+// upstream share core 1. Rounds are interleaved and medians reported: these
+// machines are shared and noisy, so absolute numbers mean little, ratios more.
+//
+// Settings (environment): BENCH_DURATION (s, default 5), BENCH_ROUNDS (3),
+// BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (100000; 0 skips).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:http'
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpus, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createPublicKey } from 'node:crypto'
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 5)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
+const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? 100_000)
+const ONLY = process.env.BENCH_TARGETS?.split(',')
+const ROOT = new URL('..', import.meta.url).pathname
+const WORK = mkdtempSync(join(tmpdir(), 'gw-bench-'))
+const ISSUER = 'https://bench.example'
+const AUDIENCE = 'bench-api'
+const CLK_TCK = 100
+
+const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0
+const PIN = has('taskset') && cpus().length >= 2
+const WRK = has('wrk')
+const pinned = (core: number, cmd: string, args: string[]) => (PIN ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]) as [string, string[]]
+
+const children: ChildProcess[] = []
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number }
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`)
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = (globalThis.fetch as typeof fetch)(`http://127.0.0.1:${port}/`).then(
+        () => resolve(true),
+        () => resolve(false),
+      )
+      void req
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`${what} did not start on ${port}`)
+}
+
+function start(core: number, cmd: string, args: string[], what: string): ChildProcess {
+  const [c, a] = pinned(core, cmd, args)
+  const child = spawn(c, a, { stdio: ['ignore', 'ignore', 'inherit'], cwd: ROOT })
+  children.push(child)
+  void what
+  return child
+}
+
+/** The pid of the process that does the work (taskset execs into it, so the same pid). */
+function cpuTicks(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return 0
+  }
+}
+
+function peakRssMb(pid: number): number {
+  try {
+    const m = /VmHWM:\s+([0-9]+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return m ? Number(m[1]) / 1024 : 0
+  } catch {
+    return 0
+  }
+}
+
+interface Load {
+  rps: number
+  p50: number
+  p99: number
+  non2xx: number
+}
+
+function parseWrkLatency(text: string, pct: string): number {
+  const m = new RegExp(`\\s${pct}%\\s+([0-9.]+)(us|ms|s)`).exec(text)
+  if (!m) return NaN
+  const v = Number(m[1])
+  return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v
+}
+
+async function load(url: string, headers: Record<string, string>, seconds: number, script?: string): Promise<Load> {
+  if (WRK) {
+    const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency']
+    for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
+    if (script) args.push('-s', script)
+    args.push(url)
+    const [c, a] = pinned(1, 'wrk', args)
+    const out = spawnSync(c, a, { encoding: 'utf8', maxBuffer: 1 << 24 }).stdout
+    const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? 0)
+    const non2xx = Number(/Non-2xx or 3xx responses:\s+([0-9]+)/.exec(out)?.[1] ?? 0)
+    return { rps, p50: parseWrkLatency(out, '50'), p99: parseWrkLatency(out, '99'), non2xx }
+  }
+  const args = [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds)]
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}=${v}`)
+  args.push(url)
+  const [c, a] = pinned(1, process.execPath, args)
+  const out = JSON.parse(spawnSync(c, a, { encoding: 'utf8', maxBuffer: 1 << 24 }).stdout) as {
+    requests: { average: number }
+    latency: { p50: number; p99: number }
+    non2xx: number
+  }
+  return { rps: out.requests.average, p50: out.latency.p50, p99: out.latency.p99, non2xx: out.non2xx }
+}
+
+interface Target {
+  name: string
+  /** Process to measure CPU and memory of. */
+  pid: () => number
+  url: string
+  headers: Record<string, string>
+}
+
+async function main(): Promise<void> {
+  console.log(`bench: ${DURATION}s x ${ROUNDS} rounds, ${CONNECTIONS} connections, load: ${WRK ? 'wrk' : 'autocannon'}, pinning: ${PIN ? 'core 0 target, core 1 load+upstream' : 'off'}`)
+  spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' })
+
+  // Keys and tokens of the benchmark; generated here, never stored.
+  const keys: Record<'RS256' | 'ES256', { privateKey: CryptoKey; jwk: JWK }> = {} as never
+  for (const alg of ['RS256', 'ES256'] as const) {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
+    keys[alg] = { privateKey, jwk: { ...(await exportJWK(publicKey)), kid: alg.toLowerCase(), alg, use: 'sig' } }
+  }
+  const jwksFile = join(WORK, 'jwks.json')
+  writeFileSync(jwksFile, JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk] }))
+  writeFileSync(join(WORK, 'rs256.pem'), createPublicKey({ key: keys.RS256.jwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }))
+  const sign = (alg: 'RS256' | 'ES256', extra: Record<string, unknown> = {}) =>
+    new SignJWT({ scope: 'read', client_id: 'bench', ...extra })
+      .setProtectedHeader({ alg, kid: alg.toLowerCase(), typ: 'at+jwt' })
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setSubject('bench')
+      .setIssuedAt()
+      .setExpirationTime('2h')
+      .sign(keys[alg].privateKey)
+  const tokens = { RS256: await sign('RS256'), ES256: await sign('ES256') }
+  const opaque = 'bench-opaque-token-0123456789'
+
+  // Introspection endpoint (hit once: the cache is warm while measuring).
+  const introspectPort = await freePort()
+  const introspection = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ active: true, iss: `${ISSUER}/opaque`, aud: AUDIENCE, scope: 'read', client_id: 'bench', sub: 'bench', exp: Math.floor(Date.now() / 1000) + 7200 }))
+    })
+  }).listen(introspectPort, '127.0.0.1')
+
+  const upPort = await freePort()
+  const upstream = start(1, process.execPath, ['bench/targets/upstream.mjs', String(upPort)], 'upstream')
+  await waitForPort(upPort, upstream, 'upstream')
+  const upUrl = `http://127.0.0.1:${upPort}`
+
+  const targets: Target[] = [{ name: 'direct', pid: () => upstream.pid!, url: `${upUrl}/`, headers: {} }]
+  const launch = async (name: string, cmd: string, args: (port: number) => string[], path: string, headers: Record<string, string> = {}) => {
+    if (ONLY && !ONLY.some((o) => name.startsWith(o))) return
+    const port = await freePort()
+    const child = start(0, cmd, args(port), name)
+    await waitForPort(port, child, name)
+    targets.push({ name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${path}`, headers })
+  }
+  const bearer = (t: string) => ({ Authorization: `Bearer ${t}` })
+  await launch('http-proxy', process.execPath, (p) => ['bench/targets/http-proxy.mjs', String(p), upUrl], '/')
+  await launch('fastify-http-proxy', process.execPath, (p) => ['bench/targets/fastify-http-proxy.mjs', String(p), upUrl], '/')
+  for (const alg of ['RS256', 'ES256'] as const) {
+    await launch(`diy-${alg}`, process.execPath, (p) => ['bench/targets/diy.mjs', String(p), upUrl, jwksFile, ISSUER, AUDIENCE, 'read'], '/x', bearer(tokens[alg]))
+  }
+
+  // This gateway: one process, one route per scenario.
+  const gwPort = await freePort()
+  const gwConfig = join(WORK, 'gateway.yaml')
+  writeFileSync(
+    gwConfig,
+    `server: { listen: "127.0.0.1:${gwPort}" }
+admin: { listen: "127.0.0.1:0" }
+upstreams: { up: { url: "${upUrl}" } }
+issuers:
+  - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256] }
+  - id: opaque
+    issuer: "${ISSUER}/opaque"
+    audiences: [${AUDIENCE}]
+    introspection: { endpoint: "http://127.0.0.1:${introspectPort}/introspect", client_id: bench, client_secret: bench, require_audience: false }
+routes:
+  - { id: public, match: { path: /public }, upstream: up, auth: public }
+  - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
+  - { id: opaque, match: { path: /opaque }, upstream: up, auth: { issuers: [opaque], scopes: { all_of: [read] } } }
+`,
+  )
+  let gateway: ChildProcess | undefined
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway'))) {
+    gateway = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gwConfig], 'gateway')
+    children.push(gateway)
+    await waitForPort(gwPort, gateway, 'gateway')
+    const gw = `http://127.0.0.1:${gwPort}`
+    await fetch(`${gw}/opaque`, { headers: bearer(opaque) }) // warm the introspection cache
+    for (const t of [
+      { name: 'gateway-public', path: '/public', headers: {} },
+      { name: 'gateway-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
+      { name: 'gateway-jwt-ES256', path: '/jwt', headers: bearer(tokens.ES256) },
+      { name: 'gateway-introspection', path: '/opaque', headers: bearer(opaque) },
+    ]) {
+      if (!ONLY || ONLY.some((o) => t.name.startsWith(o))) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
+    }
+  }
+
+  if (has('haproxy')) {
+    const cfg = join(WORK, 'haproxy.cfg')
+    const port = await freePort()
+    writeFileSync(
+      cfg,
+      `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:${port}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${join(WORK, 'rs256.pem')}") -m int 1 }
+  default_backend be
+backend be
+  http-reuse always
+  server up 127.0.0.1:${upPort}
+`,
+    )
+    if (!ONLY || ONLY.some((o) => 'haproxy-jwt-RS256'.startsWith(o))) {
+      const child = start(0, 'haproxy', ['-f', cfg, '-db'], 'haproxy')
+      await waitForPort(port, child, 'haproxy').catch(() => undefined)
+      targets.push({ name: 'haproxy-jwt-RS256', pid: () => child.pid!, url: `http://127.0.0.1:${port}/x`, headers: bearer(tokens.RS256) })
+    }
+  }
+  if (has('nginx') && (!ONLY || ONLY.some((o) => 'nginx'.startsWith(o)))) {
+    const port = await freePort()
+    const prefix = join(WORK, 'nginx')
+    mkdirSync(join(prefix, 'logs'), { recursive: true })
+    writeFileSync(
+      join(prefix, 'nginx.conf'),
+      `worker_processes 1; daemon off; master_process off; pid ${prefix}/nginx.pid; error_log ${prefix}/logs/error.log;
+events { worker_connections 4096; }
+http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+    )
+    const child = start(0, 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], 'nginx')
+    await waitForPort(port, child, 'nginx').catch(() => undefined)
+    targets.push({ name: 'nginx', pid: () => child.pid!, url: `http://127.0.0.1:${port}/`, headers: {} })
+  }
+
+  // Warm up, then interleaved rounds.
+  for (const t of targets) await load(t.url, t.headers, 1)
+  const results = new Map<string, Array<Load & { cpuUsPerReq: number }>>()
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? targets : [...targets].reverse()
+    for (const t of order) {
+      const before = cpuTicks(t.pid())
+      const r = await load(t.url, t.headers, DURATION)
+      const ticks = cpuTicks(t.pid()) - before
+      const cpuUsPerReq = r.rps > 0 ? ((ticks / CLK_TCK) * 1e6) / (r.rps * DURATION) : NaN
+      if (r.non2xx > 0) console.warn(`  ${t.name}: ${r.non2xx} non-2xx responses`)
+      results.set(t.name, [...(results.get(t.name) ?? []), { ...r, cpuUsPerReq }])
+      console.log(`  round ${round + 1} ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(7)} req/s`)
+    }
+  }
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+  const summary: Record<string, { rps: number; p50_ms: number; p99_ms: number; cpu_us_per_req: number; peak_rss_mb: number; vs_direct: number }> = {}
+  const direct = median(results.get('direct')!.map((r) => r.rps))
+  for (const t of targets) {
+    const rs = results.get(t.name)!
+    const rps = median(rs.map((r) => r.rps))
+    summary[t.name] = {
+      rps: Math.round(rps),
+      p50_ms: median(rs.map((r) => r.p50)),
+      p99_ms: median(rs.map((r) => r.p99)),
+      cpu_us_per_req: Math.round(median(rs.map((r) => r.cpuUsPerReq)) * 10) / 10,
+      peak_rss_mb: Math.round(peakRssMb(t.pid())),
+      vs_direct: Math.round((rps / direct) * 100) / 100,
+    }
+  }
+
+  // Peak RSS with many distinct cached tokens.
+  let memory: { tokens: number; peak_rss_mb: number } | undefined
+  if (gateway && MEMORY_TOKENS > 0) {
+    console.log(`memory: signing ${MEMORY_TOKENS} distinct tokens…`)
+    const file = join(WORK, 'tokens.txt')
+    const lines: string[] = []
+    for (let i = 0; i < MEMORY_TOKENS; i++) lines.push(await sign('ES256', { jti: String(i), sub: `client-${i}` }))
+    writeFileSync(file, lines.join('\n'))
+    const script = join(WORK, 'tokens.lua')
+    writeFileSync(
+      script,
+      `local tokens = {}
+for line in io.lines("${file}") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #tokens then i = 1 end
+  return wrk.format("GET", "/jwt", { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+`,
+    )
+    if (WRK) {
+      const seconds = Math.max(10, Math.ceil(MEMORY_TOKENS / Math.max(summary['gateway-jwt-ES256']?.rps ?? 1000, 1)) + 5)
+      await load(`http://127.0.0.1:${gwPort}/jwt`, {}, seconds, script)
+      memory = { tokens: MEMORY_TOKENS, peak_rss_mb: Math.round(peakRssMb(gateway.pid!)) }
+    } else {
+      console.log('memory: skipped (needs wrk)')
+    }
+  }
+
+  const ratio = (a: string, b: string) => (summary[a] && summary[b]?.rps ? Math.round((summary[a].rps / summary[b].rps) * 100) / 100 : undefined)
+  const targetsMet = [
+    { check: 'JWT route (RS256) / own public route', value: ratio('gateway-jwt-RS256', 'gateway-public'), goal: 0.9 },
+    { check: 'JWT route (ES256) / own public route', value: ratio('gateway-jwt-ES256', 'gateway-public'), goal: 0.9 },
+    { check: 'JWT route / do-it-yourself (RS256)', value: ratio('gateway-jwt-RS256', 'diy-RS256'), goal: 2 },
+    { check: 'JWT route / do-it-yourself (ES256)', value: ratio('gateway-jwt-ES256', 'diy-ES256'), goal: 2 },
+    { check: 'introspection (warm) / JWT route (RS256)', value: ratio('gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
+    { check: 'public route / fastify + @fastify/http-proxy', value: ratio('gateway-public', 'fastify-http-proxy'), goal: 1.2 },
+    { check: 'JWT route / HAProxy jwt_verify (RS256, stretch)', value: ratio('gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
+  ]
+
+  console.log('\ntarget                   req/s  vs direct  p50 ms  p99 ms  CPU µs/req  peak RSS MB')
+  for (const [name, s] of Object.entries(summary)) {
+    console.log(
+      `${name.padEnd(22)} ${String(s.rps).padStart(7)}  ${s.vs_direct.toFixed(2).padStart(9)}  ${s.p50_ms.toFixed(2).padStart(6)}  ${s.p99_ms.toFixed(2).padStart(6)}  ${s.cpu_us_per_req.toFixed(1).padStart(10)}  ${String(s.peak_rss_mb).padStart(11)}`,
+    )
+  }
+  console.log('\nratio                                              value  goal')
+  for (const t of targetsMet) {
+    if (t.value === undefined) continue
+    console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ≥ ${t.goal}  ${t.value >= t.goal ? 'met' : 'NOT met'}`)
+  }
+  if (memory) console.log(`\npeak RSS with ${memory.tokens} distinct cached tokens: ${memory.peak_rss_mb} MB (goal < 200)  ${memory.peak_rss_mb < 200 ? 'met' : 'NOT met'}`)
+
+  const outDir = join(ROOT, 'bench/results')
+  mkdirSync(outDir, { recursive: true })
+  const out = join(outDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
+  writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, memory }, null, 2))
+  console.log(`\nwrote ${out}`)
+  introspection.close()
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err)
+    process.exit(1)
+  },
+)
