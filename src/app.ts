@@ -8,6 +8,7 @@ import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { Metrics } from './metrics/metrics.js'
+import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { createHandler, type ConfigSource } from './handler.js'
 import { GatewayError } from './errors.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
@@ -155,7 +156,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await sharedStore?.close()
     },
   }
-  app.all('*', createHandler(gateway, { introspectionCache, now }))
+  const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
+  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }))
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) app.log.warn(notice)

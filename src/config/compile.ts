@@ -221,7 +221,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       }
       auth = {
         kind: 'protected',
-        tokens: { byIss, opaque: opaque[0] as IntrospectingIssuer | undefined },
+        tokens: { byIss, opaque: opaque[0] as IntrospectingIssuer | undefined, keepClaims },
         scopes: { all: r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod },
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }
@@ -474,6 +474,7 @@ async function compileIssuers(
         clockSkewSeconds: parseDuration(c.clock_skew ?? DEFAULTS.clockSkew) / 1000,
         requireTyp: c.require_typ,
         getKey,
+        keyVersion: jwks ? () => jwks.version : () => 0,
         jwks,
         introspection,
         mode,

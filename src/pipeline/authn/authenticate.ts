@@ -1,6 +1,7 @@
 import type { IntrospectionRecord } from './introspection.js'
 import { principalFromIntrospection, type IntrospectingIssuer } from './introspection.js'
 import { peekIssuer, verifyJwt, type TrustedIssuer } from './jwt.js'
+import { VerifiedTokenCache } from './verified-cache.js'
 import type { Principal } from './principal.js'
 import type { CacheSource, TieredCache } from '../../cache/tiered-cache.js'
 import { GatewayError } from '../../errors.js'
@@ -18,6 +19,8 @@ export interface TokenPolicy {
   readonly byIss: ReadonlyMap<string, RouteIssuer>
   /** The one issuer whose endpoint introspects tokens that are not JWTs, if any. */
   readonly opaque: IntrospectingIssuer | undefined
+  /** Claims the identity headers need besides the standard ones. */
+  readonly keepClaims: readonly string[]
 }
 
 /** The principal, and how it was established (for metrics). */
@@ -30,6 +33,8 @@ export interface Authenticated {
 
 export interface AuthnContext {
   readonly introspectionCache: TieredCache<IntrospectionRecord>
+  /** JWTs already verified; without it every JWT is verified again. */
+  readonly verifiedTokens?: VerifiedTokenCache | undefined
   readonly now?: () => number
 }
 
@@ -50,11 +55,11 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
     switch (entry.mode) {
       case 'jwt':
       case 'auto':
-        return { principal: await verifyJwt(token, entry.issuer), method: 'jwt', cache: 'none' }
+        return verifyJwtCached(token, entry.issuer, policy, ctx)
       case 'introspection':
         return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
       case 'jwt_and_introspection': {
-        const principal = await verifyJwt(token, entry.issuer)
+        const { principal } = await verifyJwtCached(token, entry.issuer, policy, ctx)
         const checked = await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
         return { principal, method: 'introspection', cache: checked.cache }
       }
@@ -62,6 +67,17 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
   }
   if (policy.opaque) return introspect(token, policy.opaque, ctx)
   throw new GatewayError('token_malformed', 'the token is not a JWT')
+}
+
+async function verifyJwtCached(token: string, issuer: TrustedIssuer, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+  const cache = ctx.verifiedTokens
+  if (!cache) return { principal: await verifyJwt(token, issuer), method: 'jwt', cache: 'none' }
+  const key = VerifiedTokenCache.key(token)
+  const hit = cache.get(key, issuer)
+  if (hit) return { principal: hit, method: 'jwt', cache: 'memory' }
+  const principal = await verifyJwt(token, issuer)
+  cache.set(key, issuer, principal, policy.keepClaims)
+  return { principal, method: 'jwt', cache: 'origin' }
 }
 
 async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {

@@ -12,6 +12,8 @@ export interface TrustedIssuer {
   readonly requireTyp: 'at+jwt' | undefined
   /** Undefined when the issuer's tokens are only introspected. */
   readonly getKey: JWTVerifyGetKey | undefined
+  /** Changes whenever the issuer's key set changes (static keys: never). */
+  readonly keyVersion?: () => number
 }
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/

@@ -29,6 +29,9 @@ export const MAX_JWKS_BYTES = 512 * 1024
  */
 export class RemoteJwks {
   private local: JWTVerifyGetKey | undefined
+  private localJson = ''
+  /** Incremented whenever the fetched key set differs from the one before. */
+  version = 0
   private fetchedAt = Number.NEGATIVE_INFINITY
   private lastAttemptAt = Number.NEGATIVE_INFINITY
   private lastAttemptFailed = false
@@ -104,7 +107,12 @@ export class RemoteJwks {
     try {
       const url = typeof this.url === 'string' ? this.url : await this.url()
       const jwks = await fetchJwks(url, this.options.timeoutMs)
-      this.local = createLocalJWKSet(jwks)
+      const json = JSON.stringify(jwks)
+      if (json !== this.localJson) {
+        this.local = createLocalJWKSet(jwks)
+        this.localJson = json
+        this.version++
+      }
       this.fetchedAt = this.now()
       this.lastAttemptFailed = false
       this.options.onFetch?.('success')

@@ -1,0 +1,56 @@
+import { createHash } from 'node:crypto'
+import { ExpiringLru } from '../../cache/lru.js'
+import type { TrustedIssuer } from './jwt.js'
+import type { Principal } from './principal.js'
+
+interface Entry {
+  readonly principal: Principal
+  /** The compiled issuer that verified it: another issuer, or a reloaded one, never matches. */
+  readonly issuer: TrustedIssuer
+  /** Its key set's version then: a key set that changed since never matches. */
+  readonly keyVersion: number
+}
+
+/**
+ * JWTs already verified, so that a repeated token does not pay for signature
+ * verification again. Keyed by a SHA-256 of the token (the token itself is
+ * not kept), bounded, and valid only for the same issuer object and key-set
+ * version, until the token's `exp`. Claims other than those identity headers
+ * need are dropped to keep entries small. Time checks (`exp`, `nbf`) and
+ * scopes are still applied on every request.
+ */
+export class VerifiedTokenCache {
+  private readonly entries: ExpiringLru<Entry>
+
+  constructor(
+    maxEntries: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.entries = new ExpiringLru(maxEntries, now)
+  }
+
+  static key(token: string): string {
+    return createHash('sha256').update(token).digest('base64url')
+  }
+
+  get(key: string, issuer: TrustedIssuer): Principal | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined || entry.issuer !== issuer || entry.keyVersion !== (issuer.keyVersion?.() ?? 0)) return undefined
+    const nbf = entry.principal.claims.nbf
+    if (typeof nbf === 'number' && nbf - issuer.clockSkewSeconds > this.now() / 1000) return undefined
+    return entry.principal
+  }
+
+  /** @param keepClaims the claims identity headers need (the rest is dropped) */
+  set(key: string, issuer: TrustedIssuer, principal: Principal, keepClaims: readonly string[]): void {
+    if (principal.expiresAt === undefined) return
+    const claims: Record<string, unknown> = {}
+    for (const name of keepClaims) if (principal.claims[name] !== undefined) claims[name] = principal.claims[name]
+    if (principal.claims.nbf !== undefined) claims.nbf = principal.claims.nbf
+    this.entries.set(key, { principal: { ...principal, claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+}
