@@ -1,17 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import replyFrom from '@fastify/reply-from'
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { ExpiringLru } from './cache/lru.js'
 import { RedisStore, type SharedStore } from './cache/redis-store.js'
 import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
-import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
-import { Metrics } from './metrics/metrics.js'
-import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
-import { createHandler, type ConfigSource } from './handler.js'
 import { GatewayError } from './errors.js'
+import { createHandler, type ConfigSource } from './handler.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
+import { Metrics } from './metrics/metrics.js'
+import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
+import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
+import { Forwarder } from './pipeline/forward/upstream.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -37,6 +37,17 @@ export interface Gateway extends ConfigSource {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:@-]{1,128}$/
+const SILENT: FastifyBaseLogger = {
+  level: 'silent',
+  fatal: () => undefined,
+  error: () => undefined,
+  warn: () => undefined,
+  info: () => undefined,
+  debug: () => undefined,
+  trace: () => undefined,
+  silent: () => undefined,
+  child: () => SILENT,
+}
 
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id']
@@ -51,11 +62,13 @@ function trustProxyOption(trust: CompiledConfig['server']['trustProxy']): boolea
 
 /**
  * Builds the gateway's proxy app around a compiled configuration. Listener
- * settings (`server.listen`, `trust_proxy`, `body_limit`) are read here, once.
+ * settings (`server.listen`, `trust_proxy`, `body_limit`, `cache`) are read
+ * here, once.
  */
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let current = options.config
   const { server } = current
+  const log = options.logger ?? SILENT
   const now = options.now ?? Date.now
   const metrics = options.metrics ?? new Metrics({ processMetrics: false })
   const redis = current.cache.redis
@@ -70,21 +83,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     now,
     onLookup: (tier, hit) => metrics.cacheLookup(tier, hit),
   })
+  const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
+  const forwarder = new Forwarder()
+
+  // Fastify's per-request child loggers are not needed: the gateway writes
+  // one line per request itself (record, below), with the request id in it.
   const app = Fastify({
-    loggerInstance: options.logger,
-    logController: new LogController({ disableRequestLogging: true }),
+    loggerInstance: SILENT,
     trustProxy: trustProxyOption(server.trustProxy),
     bodyLimit: server.bodyLimit,
     genReqId: requestId,
     return503OnClosing: true,
-    // Paths are ours to parse (src/pipeline/normalize): the router only needs one catch-all.
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 8192 },
-  })
-
-  await app.register(replyFrom, {
-    disableRequestLogging: true,
-    // Verify upstream TLS certificates (reply-from's default is not to).
-    undici: { connections: 256, pipelining: 1, connect: { rejectUnauthorized: true } },
   })
 
   // Bodies stream to the upstream untouched, except form bodies, which are
@@ -93,47 +103,57 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
 
-  app.decorateRequest('outcome', null)
-  app.addHook('onRequest', async (request, reply) => {
-    request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
-    reply.header('x-request-id', request.id)
-  })
-
-  // One log line and the metrics of each request. Never the query string,
-  // headers or body: they may carry secrets.
-  app.addHook('onResponse', async (request, reply) => {
+  /** The log line and metrics of a request, once its response is over (sent, failed or abandoned). */
+  const record = (request: FastifyRequest, reply: FastifyReply) => {
     const o = request.outcome
-    const status = reply.statusCode
+    const status = reply.raw.statusCode
     metrics.request(o?.routeId, request.method, status)
     const decision = o?.decision ?? 'deny'
     metrics.decisions.labels(o?.routeId ?? 'none', decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown')).inc()
     if (o?.auth) metrics.authDuration.labels(o.auth.method, o.auth.cache).observe(o.auth.seconds)
     if (o?.forwarded && o.routeId) metrics.upstreamDuration.labels(o.routeId, o.forwarded.upstream).observe((performance.now() - o.forwarded.at) / 1000)
-    request.log.info(
+    // Never the query string, headers or body: they may carry secrets.
+    log.info(
       {
+        reqId: request.id,
         route: o?.routeId ?? null,
         method: request.method,
         path: o?.path ?? null,
-        status: reply.statusCode,
+        status,
         client_id: o?.principal?.clientId ?? null,
-        decision: o?.decision ?? 'deny',
+        decision,
         reason: o?.reason ?? null,
         ms: Math.round(reply.elapsedTime * 100) / 100,
+        ...(reply.raw.writableFinished ? {} : { aborted: true }),
       },
       'request',
     )
+  }
+
+  app.decorateRequest('outcome', null)
+  app.addHook('onRequest', async (request, reply) => {
+    request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
+    reply.header('x-request-id', request.id)
+    reply.raw.once('close', () => record(request, reply))
   })
 
-  app.setErrorHandler((err, request, reply) => {
+  /** The one way a failed request is answered, through fastify or, once the forwarder took the reply over, directly. */
+  const fail = (request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply | undefined => {
     const error = asGatewayError(err)
     if (request.outcome) {
       request.outcome.reason = error.code
       request.outcome.decision ??= 'deny'
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
-    if (answer.status >= 500) request.log.error({ err, code: error.code, route: request.outcome?.routeId }, 'request failed')
-    return reply.code(answer.status).headers(answer.headers).send(answer.body)
-  })
+    if (answer.status >= 500) log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
+    if (!reply.sent) return reply.code(answer.status).headers(answer.headers).send(answer.body)
+    if (!reply.raw.headersSent) {
+      reply.raw.writeHead(answer.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
+      reply.raw.end(JSON.stringify(answer.body))
+    }
+    return undefined
+  }
+  app.setErrorHandler((err, request, reply) => fail(request, reply, err))
   // Only methods the catch-all route does not serve end up here.
   app.setNotFoundHandler(async () => {
     throw new GatewayError('route_not_found', 'no route matches this request')
@@ -153,14 +173,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     metrics,
     async close() {
       await app.close()
+      await forwarder.close()
       await sharedStore?.close()
     },
   }
-  const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
-  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }))
+  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }, forwarder, fail))
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
-  for (const notice of current.notices) app.log.warn(notice)
+  for (const notice of current.notices) log.warn(notice)
   return gateway
 }
 

@@ -5,7 +5,7 @@ import { authenticate, type AuthnContext } from './pipeline/authn/authenticate.j
 import type { Principal } from './pipeline/authn/principal.js'
 import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer } from './pipeline/extract/bearer.js'
-import { deliver } from './pipeline/forward/upstream.js'
+import { deliver, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
 
@@ -42,8 +42,8 @@ declare module 'fastify' {
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource, authn: AuthnContext) {
-  return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+export function createHandler(source: ConfigSource, authn: AuthnContext, forwarder: Forwarder, fail: FailRequest) {
+  return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = source.current
     const outcome = request.outcome!
 
@@ -81,7 +81,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext) {
     if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = request.host
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
-    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set })
+    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, forwarder, fail)
   }
 }
 

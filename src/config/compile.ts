@@ -145,6 +145,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       kind: 'http',
       id,
       base: url.origin + url.pathname.replace(/\/+$/, ''),
+      origin: url.origin,
+      basePath: url.pathname.replace(/\/+$/, ''),
       timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
       preserveHost: u.preserve_host ?? false,
     })

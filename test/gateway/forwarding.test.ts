@@ -8,6 +8,7 @@ let slow: Listening
 let flaky: Listening & { hits: number }
 let gw: TestGateway
 let trusting: TestGateway
+let special: Listening & { aborted: number; big: Buffer }
 
 beforeAll(async () => {
   echo = await startEchoUpstream()
@@ -22,6 +23,24 @@ beforeAll(async () => {
   }))
   const dead = await listen(() => {})
   await dead.close()
+  const specialState = { aborted: 0, big: randomBytes(8 * 1024 * 1024) }
+  special = Object.assign(specialState, await listen((req, res) => {
+    if (req.url === '/special/big') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(specialState.big.length) })
+      res.end(specialState.big)
+    } else if (req.url === '/special/hop') {
+      res.writeHead(200, { Connection: 'X-Upstream-Secret, keep-alive', 'X-Upstream-Secret': 'internal', 'Keep-Alive': 'timeout=5', 'X-Kept': 'yes', 'Set-Cookie': ['a=1', 'b=2'] })
+      res.end('ok')
+    } else if (req.url === '/special/hang') {
+      req.on('close', () => specialState.aborted++)
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('partial')
+    } else if (req.url === '/special/die') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' })
+      res.write('half')
+      setTimeout(() => res.socket?.destroy(), 20)
+    }
+  }))
   const config = (extra: string) => `
 server: { realm: "test-realm" ${extra} }
 upstreams:
@@ -31,7 +50,9 @@ upstreams:
   slow: { url: "${slow.url}", timeout: 200ms }
   flaky: { url: "${flaky.url}" }
   dead: { url: "${dead.url}" }
+  special: { url: "${special.url}" }
 routes:
+  - { id: special, match: { path: /special/* }, upstream: special, auth: public }
   - { id: echo, match: { path: /echo/* }, upstream: echo, auth: public }
   - { id: stripped, match: { path: /api/orders/* }, upstream: based, strip_prefix: /api, auth: public }
   - { id: host, match: { path: /host/* }, upstream: host, auth: public }
@@ -48,6 +69,7 @@ afterAll(async () => {
   await echo.close()
   await slow.close()
   await flaky.close()
+  await special.close()
 })
 
 describe('forwarding', () => {
@@ -132,6 +154,75 @@ describe('forwarding', () => {
     expect(untrusted).toMatchObject({ 'x-forwarded-for': '127.0.0.1', 'x-forwarded-proto': 'http' })
     const trusted = (await send(trusting.url, { path: '/echo/x', headers })).json<Echoed>().headers
     expect(trusted).toMatchObject({ 'x-forwarded-for': '203.0.113.9, 127.0.0.1', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'api.example.com' })
+  })
+
+  it('streams a large response with backpressure, intact', async () => {
+    const res = await new Promise<{ length: number; sha: string }>((resolve, reject) => {
+      import('node:http').then(({ get }) =>
+        get(`${gw.url}/special/big`, (r) => {
+          const hash = createHash('sha256')
+          let length = 0
+          r.pause()
+          // A slow reader: the gateway must pause the upstream rather than buffer.
+          const tick = setInterval(() => r.read(), 1)
+          r.on('readable', () => {
+            let chunk: Buffer | null
+            while ((chunk = r.read() as Buffer | null) !== null) {
+              hash.update(chunk)
+              length += chunk.length
+            }
+          })
+          r.on('end', () => {
+            clearInterval(tick)
+            resolve({ length, sha: hash.digest('hex') })
+          })
+          r.on('error', reject)
+        }),
+      )
+    })
+    expect(res.length).toBe(special.big.length)
+    expect(res.sha).toBe(createHash('sha256').update(special.big).digest('hex'))
+  })
+
+  it('drops hop-by-hop response headers and those the upstream Connection names', async () => {
+    const res = await send(gw.url, { path: '/special/hop' })
+    expect(res.headers['x-upstream-secret']).toBeUndefined()
+    expect(res.headers['keep-alive']).toBeUndefined()
+    expect(res.headers['x-kept']).toBe('yes')
+    expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2'])
+    expect(res.headers['x-request-id']).toBeTruthy()
+  })
+
+  it('aborts the upstream request when the client goes away', async () => {
+    const before = special.aborted
+    await new Promise<void>((resolve) => {
+      import('node:http').then(({ get }) => {
+        const req = get(`${gw.url}/special/hang`, (r) => {
+          r.once('data', () => {
+            req.destroy()
+            resolve()
+          })
+        })
+        req.on('error', () => resolve())
+      })
+    })
+    for (let i = 0; i < 100 && special.aborted === before; i++) await new Promise((r) => setTimeout(r, 10))
+    expect(special.aborted).toBe(before + 1)
+    const log = gw.logs.find((l) => l.msg === 'request' && l.path === '/special/hang')
+    expect(log).toMatchObject({ aborted: true })
+  })
+
+  it('cuts the client connection when the upstream dies mid-body (never a truncated 200 that looks whole)', async () => {
+    await expect(send(gw.url, { path: '/special/die' })).rejects.toThrow()
+  })
+
+  it('forwards a body without content type, and handles Expect: 100-continue', async () => {
+    const none = await send(gw.url, { method: 'POST', path: '/echo/n', headers: [['Content-Length', '5']], body: 'hello' })
+    expect(none.json<Echoed>().body).toBe('hello')
+    const cont = await send(gw.url, { method: 'PUT', path: '/echo/c', headers: [['Expect', '100-continue'], ['Content-Length', '3'], ['Content-Type', 'text/plain']], body: 'abc' })
+    expect(cont.status).toBe(200)
+    expect(cont.json<Echoed>().body).toBe('abc')
+    expect(cont.json<Echoed>().headers.expect).toBeUndefined()
   })
 
   it('uses the configured realm in challenges', async () => {

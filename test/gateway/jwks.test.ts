@@ -31,7 +31,8 @@ routes:
   return { jwks, gw }
 }
 
-const token = (key: TestKey) => sign(key, { iss: ISS, aud: 'api', sub: 's' })
+// A distinct jti each time: identical tokens would be served by the verified-token cache.
+const token = (key: TestKey) => sign(key, { iss: ISS, aud: 'api', sub: 's', jti: Math.random().toString(36) })
 const call = (gw: TestGateway, t: string) => send(gw.url, { path: '/api/x', headers: [bearer(t)] })
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 

@@ -7,6 +7,10 @@ export type Target =
       readonly id: string
       /** Origin plus base path, without trailing slash: "http://orders:8080/v2". */
       readonly base: string
+      /** "http://orders:8080" */
+      readonly origin: string
+      /** "/v2", or "" */
+      readonly basePath: string
       readonly timeoutMs: number
       readonly preserveHost: boolean
     }

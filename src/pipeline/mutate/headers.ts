@@ -98,16 +98,27 @@ export interface OutgoingHeaderContext {
   readonly set: Readonly<Record<string, string>>
 }
 
+/** Hop-by-hop and framing headers the proxy sets itself on each connection. */
+const CONNECTION_LEVEL = ['connection', 'transfer-encoding', 'host', 'expect']
+
 /**
- * Cleans, then adds. Every header whose folded name the gateway owns is
- * removed first (any case, `_` or `.` for `-`), on every route; then the
- * gateway's own values are set. Mutates and returns `headers`.
+ * The headers sent upstream, from the client's (Node's lower-cased
+ * `req.headers`). Cleans, then adds: `Connection` and every header it names
+ * go first (so a client cannot make the proxy drop what it adds), then every
+ * header whose folded name the gateway owns (any case, `_` or `.` for `-`),
+ * on every route; then the gateway's own values are set.
  */
-export function rewriteRequestHeaders(headers: Record<string, unknown>, ctx: OutgoingHeaderContext): Record<string, unknown> {
+export function rewriteRequestHeaders(incoming: Readonly<Record<string, string | string[] | undefined>>, ctx: OutgoingHeaderContext): Record<string, string | string[]> {
+  const headers: Record<string, string | string[]> = {}
+  const connection = incoming.connection
+  const named = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((s) => s.trim()) : undefined
   const strip = ctx.policy.strip
-  for (const key of Object.keys(headers)) {
-    const folded = key.includes('_') || key.includes('.') ? foldHeaderName(key) : key.toLowerCase()
-    if (strip.has(folded)) delete headers[key]
+  for (const key in incoming) {
+    const value = incoming[key]
+    if (value === undefined) continue
+    const folded = key.includes('_') || key.includes('.') ? foldHeaderName(key) : key
+    if (strip.has(folded) || CONNECTION_LEVEL.includes(key) || named?.includes(key)) continue
+    headers[key] = value
   }
   if (!ctx.forwardAuthorization) delete headers.authorization
   Object.assign(headers, ctx.set)
