@@ -109,9 +109,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     const status = reply.raw.statusCode
     metrics.request(o?.routeId, request.method, status)
     const decision = o?.decision ?? 'deny'
-    metrics.decisions.labels(o?.routeId ?? 'none', decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown')).inc()
-    if (o?.auth) metrics.authDuration.labels(o.auth.method, o.auth.cache).observe(o.auth.seconds)
-    if (o?.forwarded && o.routeId) metrics.upstreamDuration.labels(o.routeId, o.forwarded.upstream).observe((performance.now() - o.forwarded.at) / 1000)
+    metrics.decision(o?.routeId, decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown'))
+    if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
+    if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
     // Never the query string, headers or body: they may carry secrets.
     log.info(
       {

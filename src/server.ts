@@ -74,7 +74,8 @@ export async function runUntilSignal(file: string): Promise<number> {
       running.drain().then(
         () => {
           logger.info('stopped')
-          resolve(0)
+          // Asynchronous log writes must reach stdout before the process exits.
+          logger.flush(() => resolve(0))
         },
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed')

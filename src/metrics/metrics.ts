@@ -18,6 +18,21 @@ export interface Observer {
   redisUp(up: boolean): void
 }
 
+/**
+ * Memoises labelled children: prom-client hashes the label values on every
+ * `labels()` call, which the per-request metrics would pay each time. Label
+ * values come from fixed sets (route ids, reason codes), so the map is bounded.
+ */
+function memo<T>(make: (...labels: string[]) => T): (...labels: string[]) => T {
+  const children = new Map<string, T>()
+  return (...labels) => {
+    const key = labels.join('\u0000')
+    let child = children.get(key)
+    if (child === undefined) children.set(key, (child = make(...labels)))
+    return child
+  }
+}
+
 /** The gateway's metrics, in a registry of their own. */
 export class Metrics implements Observer {
   readonly registry = new Registry()
@@ -99,9 +114,27 @@ export class Metrics implements Observer {
     for (const c of STATUS_CLASSES) for (const m of KNOWN_METHODS) this.requests.labels('none', m, c).inc(0)
   }
 
+  private readonly requestChild = memo((route, method, cls) => this.requests.labels(route!, method!, cls!))
+  private readonly decisionChild = memo((route, result, reason) => this.decisions.labels(route!, result!, reason!))
+  private readonly authChild = memo((method, cache) => this.authDuration.labels(method!, cache!))
+  private readonly upstreamChild = memo((route, upstream) => this.upstreamDuration.labels(route!, upstream!))
+
+  /** The per-request metrics, recorded once its response is over. */
   request(route: string | undefined, method: string, status: number): void {
     const cls = STATUS_CLASSES[Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1]!
-    this.requests.labels(route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls).inc()
+    this.requestChild(route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls).inc()
+  }
+
+  decision(route: string | undefined, result: 'allow' | 'deny', reason: string): void {
+    this.decisionChild(route ?? 'none', result, reason).inc()
+  }
+
+  auth(method: string, cache: string, seconds: number): void {
+    this.authChild(method, cache).observe(seconds)
+  }
+
+  upstream(route: string, upstream: string, seconds: number): void {
+    this.upstreamChild(route, upstream).observe(seconds)
   }
 
   jwksFetch(issuer: string, outcome: 'success' | 'failure'): void {

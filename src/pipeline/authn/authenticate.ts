@@ -47,6 +47,15 @@ export interface AuthnContext {
  * A token that is not a JWT goes to the route's opaque-token issuer, if any.
  */
 export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+  // A JWT verified before is found by its hash, without decoding it again.
+  const key = ctx.verifiedTokens ? VerifiedTokenCache.key(token) : undefined
+  if (key !== undefined) {
+    const hit = ctx.verifiedTokens!.get(key)
+    const entry = hit && policy.byIss.get(hit.issuer.issuer)
+    if (hit && entry && entry.issuer === hit.issuer && (entry.mode === 'jwt' || entry.mode === 'auto')) {
+      return { principal: hit.principal, method: 'jwt', cache: 'memory' }
+    }
+  }
   const iss = peekIssuer(token)
   if (iss === undefined) throw new GatewayError('issuer_untrusted', 'the token names no issuer')
   if (iss !== null) {
@@ -55,11 +64,11 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
     switch (entry.mode) {
       case 'jwt':
       case 'auto':
-        return verifyJwtCached(token, entry.issuer, policy, ctx)
+        return verifyJwtCached(token, key, entry.issuer, policy, ctx)
       case 'introspection':
         return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
       case 'jwt_and_introspection': {
-        const { principal } = await verifyJwtCached(token, entry.issuer, policy, ctx)
+        const { principal } = await verifyJwtCached(token, key, entry.issuer, policy, ctx)
         const checked = await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
         return { principal, method: 'introspection', cache: checked.cache }
       }
@@ -69,12 +78,11 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
   throw new GatewayError('token_malformed', 'the token is not a JWT')
 }
 
-async function verifyJwtCached(token: string, issuer: TrustedIssuer, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+async function verifyJwtCached(token: string, key: string | undefined, issuer: TrustedIssuer, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
   const cache = ctx.verifiedTokens
-  if (!cache) return { principal: await verifyJwt(token, issuer), method: 'jwt', cache: 'none' }
-  const key = VerifiedTokenCache.key(token)
-  const hit = cache.get(key, issuer)
-  if (hit) return { principal: hit, method: 'jwt', cache: 'memory' }
+  if (!cache || key === undefined) return { principal: await verifyJwt(token, issuer), method: 'jwt', cache: 'none' }
+  const hit = cache.get(key)
+  if (hit && hit.issuer === issuer) return { principal: hit.principal, method: 'jwt', cache: 'memory' }
   const principal = await verifyJwt(token, issuer)
   cache.set(key, issuer, principal, policy.keepClaims)
   return { principal, method: 'jwt', cache: 'origin' }

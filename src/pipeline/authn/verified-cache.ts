@@ -33,12 +33,17 @@ export class VerifiedTokenCache {
     return createHash('sha256').update(token).digest('base64url')
   }
 
-  get(key: string, issuer: TrustedIssuer): Principal | undefined {
+  /**
+   * The principal of a token verified before, with the issuer object that
+   * verified it. The caller must still check that its route trusts exactly
+   * that issuer object.
+   */
+  get(key: string): { principal: Principal; issuer: TrustedIssuer } | undefined {
     const entry = this.entries.get(key)
-    if (entry === undefined || entry.issuer !== issuer || entry.keyVersion !== (issuer.keyVersion?.() ?? 0)) return undefined
+    if (entry === undefined || entry.keyVersion !== (entry.issuer.keyVersion?.() ?? 0)) return undefined
     const nbf = entry.principal.claims.nbf
-    if (typeof nbf === 'number' && nbf - issuer.clockSkewSeconds > this.now() / 1000) return undefined
-    return entry.principal
+    if (typeof nbf === 'number' && nbf - entry.issuer.clockSkewSeconds > this.now() / 1000) return undefined
+    return entry
   }
 
   /** @param keepClaims the claims identity headers need (the rest is dropped) */
