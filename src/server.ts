@@ -1,6 +1,10 @@
 import type { Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
+import cluster from 'node:cluster'
+import { AggregatorRegistry } from 'prom-client'
 import { buildAdmin } from './admin/app.js'
+import { readiness } from './admin/readiness.js'
+import { answerReadiness, runPrimary } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
 import { createLogger } from './logger.js'
@@ -9,11 +13,12 @@ import { ConfigReloader } from './reload.js'
 
 export interface RunningGateway {
   readonly gateway: Gateway
-  readonly admin: FastifyInstance
+  /** Undefined in a worker: the primary serves the admin listener. */
+  readonly admin: FastifyInstance | undefined
   readonly reloader: ConfigReloader
   /** The proxy listener's URL, e.g. http://127.0.0.1:8080. */
   readonly url: string
-  readonly adminUrl: string
+  readonly adminUrl: string | undefined
   /** Stops accepting, lets requests in flight finish (up to the drain timeout), closes Redis. */
   drain(): Promise<void>
 }
@@ -24,9 +29,16 @@ export async function startGateway(file: string, logger: Logger = createLogger()
   const config = await loadCompiledConfig(file, { observer: metrics, env })
   const gateway = await buildGateway({ config, logger, metrics })
   let draining = false
-  const admin = buildAdmin(gateway, { logger, isDraining: () => draining })
+  // In a worker of a multi-process gateway the primary serves the admin listener.
+  const admin = cluster.isWorker ? undefined : buildAdmin(gateway, { logger, isDraining: () => draining })
+  if (cluster.isWorker) {
+    // Constructing one installs prom-client's answer to the primary's metric requests.
+    new AggregatorRegistry()
+    AggregatorRegistry.setRegistries([metrics.registry])
+    answerReadiness(() => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)))
+  }
   const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
-  const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
+  const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
   const reloader = new ConfigReloader(file, gateway, logger, metrics, env)
   await reloader.start()
   logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file }, 'gateway listening')
@@ -53,8 +65,8 @@ export async function startGateway(file: string, logger: Logger = createLogger()
         gateway.app.server.closeAllConnections()
         await closed
       }
-      await gateway.sharedStore?.close()
-      await admin.close()
+      await gateway.close() // the upstream connections and Redis
+      await admin?.close()
     },
   }
 }
@@ -66,7 +78,11 @@ export async function startGateway(file: string, logger: Logger = createLogger()
  */
 export async function runUntilSignal(file: string): Promise<number> {
   const logger = createLogger()
-  const running = await startGateway(file, logger)
+  if (cluster.isPrimary) {
+    const config = await loadCompiledConfig(file)
+    if (config.server.workers > 1) return runPrimary(config, logger)
+  }
+  const running = await startGateway(file, cluster.isWorker ? logger.child({ worker: cluster.worker?.id }) : logger)
   process.on('SIGHUP', () => void running.reloader.reload('signal'))
   return new Promise((resolve) => {
     const stop = (signal: string) => {

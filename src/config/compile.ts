@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
 import type { JWK } from 'jose'
 import type { TokenPolicy, RouteIssuer } from '../pipeline/authn/authenticate.js'
@@ -67,6 +68,7 @@ export interface CompiledConfig {
     readonly realm: string
     readonly bodyLimit: number
     readonly drainTimeoutMs: number
+    readonly workers: number
   }
   readonly admin: { readonly host: string; readonly port: number }
   readonly router: Router<CompiledRoute>
@@ -265,6 +267,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       realm: config.server?.realm ?? DEFAULTS.realm,
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
       drainTimeoutMs: parseDuration(config.server?.drain_timeout ?? DEFAULTS.drainTimeout),
+      workers: config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1),
     }),
     admin: Object.freeze(splitListen(config.admin?.listen ?? DEFAULTS.adminListen)),
     router,

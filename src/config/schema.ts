@@ -301,6 +301,12 @@ export const ConfigSchema = Type.Object(
           realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),
           body_limit: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.bodyLimit, description: 'largest form-encoded body read to look for tokens, in bytes; other bodies are streamed' })),
           drain_timeout: Type.Optional(duration(DEFAULTS.drainTimeout, 'on SIGTERM, how long requests in flight may take to finish')),
+          workers: Type.Optional(
+            Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
+              default: 1,
+              description: 'processes serving the listener (node:cluster): a number, or "auto" for one per available core; they share nothing but Redis',
+            }),
+          ),
         },
         strict,
       ),

@@ -100,14 +100,17 @@ export class Metrics implements Observer {
       labelNames: ['outcome'],
       registers,
     })
+    // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
     this.lastReload = new Gauge({
       name: 'gateway_config_last_reload_success_timestamp_seconds',
       help: 'When the configuration in force was loaded (Unix time).',
+      aggregator: 'min',
       registers,
     })
     this.redis = new Gauge({
       name: 'gateway_redis_up',
       help: '1 while the shared Redis cache answers, 0 while the gateway runs without it; absent when no Redis is configured.',
+      aggregator: 'min',
       registers,
     })
     this.lastReload.setToCurrentTime()

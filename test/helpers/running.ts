@@ -5,7 +5,8 @@ import { pino } from 'pino'
 import { startGateway, type RunningGateway } from '../../src/server.js'
 import type { LogLine } from './gateway.js'
 
-export interface Running extends RunningGateway {
+export interface Running extends Omit<RunningGateway, 'adminUrl'> {
+  readonly adminUrl: string
   readonly file: string
   readonly dir: string
   readonly logs: LogLine[]
@@ -26,7 +27,7 @@ export async function startServer(yaml: string, env: NodeJS.ProcessEnv = {}): Pr
     },
   })
   const running = await startGateway(file, logger, env)
-  return Object.assign(running, { file, dir, logs, rawLog })
+  return Object.assign(running, { file, dir, logs, rawLog, adminUrl: running.adminUrl! })
 }
 
 export const LISTEN_ANY = `server: { listen: "127.0.0.1:0", drain_timeout: 2s }

@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from '../helpers/redis.js'
+import { send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
+
+// server.workers: several processes on one port, the primary serving the
+// admin listener with metrics summed over the workers.
+
+let upstream: Listening & { received: Echoed[] }
+beforeAll(async () => {
+  upstream = await startEchoUpstream()
+})
+afterAll(() => upstream.close())
+
+describe('workers', () => {
+  it('serves from every worker, aggregates metrics and readiness, drains on SIGTERM', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-workers-'))
+    const file = join(dir, 'gateway.yaml')
+    const [port, adminPort] = [await freePort(), await freePort()]
+    await writeFile(
+      file,
+      `server: { listen: "127.0.0.1:${port}", workers: 2, drain_timeout: 2s }
+admin: { listen: "127.0.0.1:${adminPort}" }
+upstreams: { api: { url: "${upstream.url}" } }
+routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
+`,
+    )
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/cli-entry.ts', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    try {
+      const end = Date.now() + 20_000
+      while ((out.match(/gateway listening/g) ?? []).length < 2) {
+        if (Date.now() > end) throw new Error(`workers did not start:\n${out}`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      const url = `http://127.0.0.1:${port}`
+      const results = await Promise.all(Array.from({ length: 60 }, () => send(url, { path: '/r' })))
+      expect(results.every((r) => r.status === 200)).toBe(true)
+      await new Promise((r) => setTimeout(r, 200))
+      const servedBy = new Set(out.split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => (JSON.parse(l) as { worker: number }).worker))
+      expect(servedBy).toEqual(new Set([1, 2]))
+      const admin = `http://127.0.0.1:${adminPort}`
+      const metrics = (await send(admin, { path: '/metrics' })).body
+      const line = metrics.split('\n').find((l) => l.startsWith('gateway_requests_total{') && l.includes('route="r"'))
+      expect(Number(line?.split(' ').at(-1))).toBe(60)
+      const ready = await send(admin, { path: '/readyz' })
+      expect(ready.status).toBe(200)
+      expect(ready.json<{ status: string; workers: unknown[] }>()).toMatchObject({ status: 'ready' })
+      expect(ready.json<{ workers: unknown[] }>().workers).toHaveLength(2)
+    } finally {
+      child.kill('SIGTERM')
+    }
+    expect(await exited).toBe(0)
+    expect(out).toContain('"msg":"stopped"')
+  })
+})
