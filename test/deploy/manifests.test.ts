@@ -1,0 +1,184 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { parseAllDocuments, parse } from 'yaml'
+import { buildAdmin } from '../../src/admin/app.js'
+import { buildGateway } from '../../src/app.js'
+import { compileConfig, type CompiledConfig } from '../../src/config/compile.js'
+import { parseConfig } from '../../src/config/load.js'
+import { main } from '../../src/cli.js'
+
+// The deployment files agree with the gateway: without a container engine,
+// every manifest is parsed and cross-checked against the config and endpoints.
+
+type Doc = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+const K8S = 'deploy/kubernetes'
+
+function docs(file: string): Doc[] {
+  const all = parseAllDocuments(readFileSync(file, 'utf8'))
+  for (const d of all) expect(d.errors, file).toEqual([])
+  return all.map((d) => d.toJS() as Doc).filter(Boolean)
+}
+
+const manifests = readdirSync(K8S).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').flatMap((f) => docs(join(K8S, f)))
+const byKind = (kind: string, name?: string) => manifests.find((m) => m.kind === kind && (name === undefined || m.metadata?.name === name))!
+const deployment = byKind('Deployment', 'gateway')
+const container = deployment.spec.template.spec.containers[0]
+const configMap = byKind('ConfigMap', 'gateway-config')
+const secret = byKind('Secret', 'gateway-credentials')
+
+async function configMapConfig(): Promise<CompiledConfig> {
+  // The Secret's keys are what the pods get as environment variables.
+  return compileConfig(parseConfig(configMap.data['gateway.yaml'], 'configmap:gateway.yaml', secret.stringData))
+}
+
+function portOf(listen: { port: number }): number {
+  return listen.port
+}
+
+describe('deploy/kubernetes', () => {
+  it('every manifest parses and kustomization lists files that exist', () => {
+    const kustomization = parse(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8')) as { resources: string[] }
+    for (const r of kustomization.resources) expect(existsSync(join(K8S, r)), r).toBe(true)
+    const redis = parse(readFileSync(join(K8S, 'redis/kustomization.yaml'), 'utf8')) as { resources: string[] }
+    for (const r of redis.resources) expect(existsSync(join(K8S, 'redis', r)), r).toBe(true)
+    expect(manifests.map((m) => m.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Namespace', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor'])
+    for (const m of manifests) expect(m.apiVersion && m.metadata?.name, JSON.stringify(m).slice(0, 80)).toBeTruthy()
+  })
+
+  it('the gateway.yaml in the ConfigMap passes gateway validate', async () => {
+    const config = await configMapConfig()
+    expect(config.router.routes.length).toBeGreaterThan(0)
+  })
+
+  it('container ports are the listen ports of that configuration', async () => {
+    const config = await configMapConfig()
+    const ports = Object.fromEntries(container.ports.map((p: Doc) => [p.name, p.containerPort]))
+    expect(ports.http).toBe(portOf(config.server))
+    expect(ports.admin).toBe(portOf(config.admin))
+    expect(config.server.host).toBe('0.0.0.0')
+    expect(config.admin.host).toBe('0.0.0.0') // kubelet probes from outside the pod
+  })
+
+  it('probes hit admin endpoints that exist and answer', async () => {
+    const config = await configMapConfig()
+    const gateway = await buildGateway({ config: { ...config, cache: { ...config.cache, redis: undefined } } })
+    const admin = buildAdmin(gateway)
+    try {
+      for (const probe of ['readinessProbe', 'livenessProbe', 'startupProbe']) {
+        const get = container[probe].httpGet
+        expect(get.port, probe).toBe('admin')
+        const res = await admin.inject({ method: 'GET', url: get.path })
+        expect(res.statusCode, `${probe} ${get.path}`).not.toBe(404)
+      }
+      expect(container.livenessProbe.httpGet.path).toBe('/healthz')
+      expect(container.readinessProbe.httpGet.path).toBe('/readyz')
+    } finally {
+      await admin.close()
+      await gateway.close()
+    }
+  })
+
+  it('the config is mounted as a directory where the gateway reads it (hot reload needs no subPath)', () => {
+    const args: string[] = container.args
+    const file = args[args.indexOf('--config') + 1]!
+    const mount = container.volumeMounts.find((m: Doc) => m.name === 'config')
+    expect(mount.subPath).toBeUndefined()
+    expect(file).toBe(`${mount.mountPath}/gateway.yaml`)
+    const volume = deployment.spec.template.spec.volumes.find((v: Doc) => v.name === 'config')
+    expect(volume.configMap.name).toBe(configMap.metadata.name)
+    expect(Object.keys(configMap.data)).toContain('gateway.yaml')
+  })
+
+  it('credentials come from the Secret through env, and the config names only those', () => {
+    expect(container.envFrom).toContainEqual({ secretRef: { name: secret.metadata.name } })
+    const used = [...configMap.data['gateway.yaml'].matchAll(/\$\{([A-Z_]+)\}/g)].map((m) => m[1])
+    for (const name of used) expect(Object.keys(secret.stringData), name).toContain(name)
+  })
+
+  it('runs non-root on a read-only root filesystem, drains within the grace period', async () => {
+    const pod = deployment.spec.template.spec
+    expect(pod.securityContext.runAsNonRoot).toBe(true)
+    expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
+    expect(container.resources.requests && container.resources.limits).toBeTruthy()
+    const config = await configMapConfig()
+    const preStop = Number(container.lifecycle.preStop.exec.command[1])
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(config.server.drainTimeoutMs / 1000 + preStop)
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2)
+  })
+
+  it('services, HPA, PDB and ServiceMonitor point at what exists', () => {
+    const containerPorts = container.ports.map((p: Doc) => p.name)
+    const podLabels = deployment.spec.template.metadata.labels
+    for (const svc of manifests.filter((m) => m.kind === 'Service')) {
+      for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v)
+      for (const p of svc.spec.ports) expect(containerPorts).toContain(p.targetPort)
+    }
+    const monitor = byKind('ServiceMonitor')
+    const metricsSvc = manifests.find((m) => m.kind === 'Service' && Object.entries(monitor.spec.selector.matchLabels).every(([k, v]) => m.metadata.labels?.[k] === v))!
+    expect(metricsSvc).toBeTruthy()
+    expect(metricsSvc.spec.ports.map((p: Doc) => p.name)).toContain(monitor.spec.endpoints[0].port)
+    expect(monitor.spec.endpoints[0].path).toBe('/metrics')
+    expect(byKind('HorizontalPodAutoscaler').spec.scaleTargetRef.name).toBe(deployment.metadata.name)
+    expect(byKind('HorizontalPodAutoscaler').spec.minReplicas).toBeGreaterThanOrEqual(2)
+    expect(byKind('PodDisruptionBudget').spec.selector.matchLabels).toEqual(deployment.spec.selector.matchLabels)
+  })
+})
+
+describe('Dockerfile', () => {
+  const dockerfile = readFileSync('Dockerfile', 'utf8')
+  const json = (instruction: string) => JSON.parse(new RegExp(`^${instruction} (\\[.*\\])$`, 'm').exec(dockerfile)![1]!) as string[]
+
+  it('starts a command that exists, with the mounted config path', async () => {
+    const entry = json('ENTRYPOINT')
+    const cmd = json('CMD')
+    expect(entry).toEqual(['node', 'bin/gateway.js'])
+    expect(existsSync(entry[1]!)).toBe(true)
+    expect(cmd.slice(0, 1)).toEqual(['start'])
+    expect(cmd[cmd.indexOf('--config') + 1]).toBe('/etc/gateway/gateway.yaml')
+    expect(dockerfile).toMatch(/^COPY config\/gateway\.yaml \/etc\/gateway\/gateway\.yaml$/m)
+    // `start` is a real command of the CLI (its usage lists it).
+    const chunks: string[] = []
+    await main(['help'], { write: (s: string) => chunks.push(s) } as never)
+    expect(chunks.join('')).toContain('start --config FILE')
+  })
+
+  it('is multi-stage, runs as a non-root user and has a health check on the admin listener', async () => {
+    expect(dockerfile.match(/^FROM /gm)).toHaveLength(2)
+    expect(dockerfile).toMatch(/^USER node$/m)
+    expect(dockerfile).toMatch(/--omit=dev/)
+    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*127\.0\.0\.1:9090\/healthz/)
+    for (const [, src] of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) expect(existsSync(src!), src).toBe(true)
+    // With the image's environment the default config listens where EXPOSE and the health check say.
+    const env = Object.fromEntries([...dockerfile.matchAll(/^\s+(GATEWAY_LISTEN|ADMIN_LISTEN)=(\S+)/gm)].map((m) => [m[1]!, m[2]!]))
+    const config = await compileConfig(parseConfig(readFileSync('config/gateway.yaml', 'utf8'), 'config/gateway.yaml', env))
+    expect(`${config.server.host}:${config.server.port}`).toBe('0.0.0.0:8080')
+    expect(`${config.admin.host}:${config.admin.port}`).toBe('0.0.0.0:9090')
+    expect(dockerfile).toMatch(/^EXPOSE 8080 9090$/m)
+  })
+})
+
+describe('deploy/compose.yaml', () => {
+  const compose = parse(readFileSync('deploy/compose.yaml', 'utf8')) as Doc
+
+  it('has the gateway, Redis, Prometheus and Grafana, wired together', async () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'grafana', 'prometheus', 'redis'])
+    const gw = compose.services.gateway
+    const config = await compileConfig(parseConfig(readFileSync('deploy/compose/gateway.yaml', 'utf8'), 'deploy/compose/gateway.yaml', gw.environment))
+    expect(config.cache.redis?.url).toBe('redis://redis:6379')
+    expect(gw.volumes[0]).toBe('./compose:/etc/gateway:ro')
+    expect(gw.ports).toEqual([`127.0.0.1:${config.server.port}:${config.server.port}`, `127.0.0.1:${config.admin.port}:${config.admin.port}`])
+    const prometheus = parse(readFileSync('deploy/prometheus/prometheus.yml', 'utf8')) as Doc
+    expect(prometheus.scrape_configs[0].static_configs[0].targets).toEqual([`gateway:${config.admin.port}`])
+  })
+
+  it('provisions Grafana with the Prometheus data source and the dashboard file', () => {
+    const grafana = compose.services.grafana
+    for (const v of grafana.volumes as string[]) expect(existsSync(join('deploy', v.split(':')[0]!)), v).toBe(true)
+    const ds = parse(readFileSync('deploy/grafana/provisioning/datasources/prometheus.yaml', 'utf8')) as Doc
+    expect(ds.datasources[0].url).toBe(`http://prometheus:9090`)
+    const provider = parse(readFileSync('deploy/grafana/provisioning/dashboards/dashboards.yaml', 'utf8')) as Doc
+    const mount = (grafana.volumes as string[]).find((v) => v.includes('gateway-dashboard.json'))!
+    expect(mount.split(':')[1]!.startsWith(provider.providers[0].options.path)).toBe(true)
+  })
+})
