@@ -131,10 +131,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
 
   app.decorateRequest('outcome', null)
-  app.addHook('onRequest', async (request, reply) => {
+  // A callback hook: an async one would cost a promise per request.
+  app.addHook('onRequest', (request, reply, done) => {
     request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
     reply.header('x-request-id', request.id)
     reply.raw.once('close', () => record(request, reply))
+    done()
   })
 
   /** The one way a failed request is answered, through fastify or, once the forwarder took the reply over, directly. */

@@ -55,7 +55,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const route = match.route
     outcome.routeId = route.id
 
-    let identity: Record<string, string> | null = null
+    let identity: Readonly<Record<string, string>> | null = null
     let forwardAuthorization = false
     if (route.auth.kind === 'protected') {
       const token = extractBearer({

@@ -18,17 +18,7 @@ let redis: Redis
 beforeAll(async () => {
   as = await startIntrospectionServer()
   upstream = await startEchoUpstream()
-  g = await startGateway(`
-cache: { redis: { url: "${SHARED_REDIS_URL}", key_prefix: "${prefix}" } }
-upstreams: { api: { url: "${upstream.url}" } }
-issuers:
-  - id: a
-    issuer: ${ISS}
-    audiences: [api]
-    introspection: { endpoint: "${as.endpoint}", client_id: gateway, client_secret: "s3cret: +/%" }
-routes:
-  - { id: r, match: { path: /r }, upstream: api, auth: { issuers: [a], scopes: { all_of: [read] } } }
-`)
+  g = await startGateway(config())
   redis = new Redis(SHARED_REDIS_URL)
   for (let i = 0; i < 100 && !g.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 20))
 })
@@ -39,6 +29,19 @@ afterAll(async () => {
   await deletePrefix(SHARED_REDIS_URL, prefix)
   redis.disconnect()
 })
+
+/** The gateway under attack; `redisExtra` adds settings to cache.redis. */
+const config = (redisExtra = '') => `
+cache: { redis: { url: "${SHARED_REDIS_URL}", key_prefix: "${prefix}"${redisExtra} } }
+upstreams: { api: { url: "${upstream.url}" } }
+issuers:
+  - id: a
+    issuer: ${ISS}
+    audiences: [api]
+    introspection: { endpoint: "${as.endpoint}", client_id: gateway, client_secret: "s3cret: +/%" }
+routes:
+  - { id: r, match: { path: /r }, upstream: api, auth: { issuers: [a], scopes: { all_of: [read] } } }
+`
 
 const client = () => g.gateway.current.issuers.get('a')!.introspection!
 const redisKey = (token: string) => prefix + client().cacheKey(token)
@@ -85,17 +88,7 @@ describe('values planted in Redis', () => {
 
 describe('with an integrity key', () => {
   it('a value with the binding an attacker can compute without the key is a miss', async () => {
-    const keyed = await startGateway(`
-cache: { redis: { url: "${SHARED_REDIS_URL}", key_prefix: "${prefix}", integrity_key: "0123456789abcdef0123456789abcdef-secret" } }
-upstreams: { api: { url: "${upstream.url}" } }
-issuers:
-  - id: a
-    issuer: ${ISS}
-    audiences: [api]
-    introspection: { endpoint: "${as.endpoint}", client_id: gateway, client_secret: "s3cret: +/%" }
-routes:
-  - { id: r, match: { path: /r }, upstream: api, auth: { issuers: [a], scopes: { all_of: [read] } } }
-`)
+    const keyed = await startGateway(config(', integrity_key: "0123456789abcdef0123456789abcdef-secret"'))
     try {
       for (let i = 0; i < 100 && !keyed.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 20))
       const token = newToken() // inactive at the endpoint

@@ -65,12 +65,24 @@ export function buildHeaderPolicy(identity: IdentityHeaderNames): HeaderPolicy {
 
 const HEADER_VALUE = /^[\x20-\x7e]*$/
 
+/** Identity headers already computed, per principal (cached principals come back) and header mapping. */
+const computed = new WeakMap<Principal, { names: IdentityHeaderNames; headers: Readonly<Record<string, string>> }>()
+
 /**
  * The identity headers for a principal, computed before forwarding so that a
  * claim that cannot travel in a header fails the request instead of reaching
- * the backend half-formed.
+ * the backend half-formed. Memoised for principals seen again (verified-token
+ * cache hits) under the same header mapping.
  */
-export function identityHeaders(principal: Principal, names: IdentityHeaderNames): Record<string, string> {
+export function identityHeaders(principal: Principal, names: IdentityHeaderNames): Readonly<Record<string, string>> {
+  const known = computed.get(principal)
+  if (known !== undefined && known.names === names) return known.headers
+  const headers = computeIdentityHeaders(principal, names)
+  computed.set(principal, { names, headers })
+  return headers
+}
+
+function computeIdentityHeaders(principal: Principal, names: IdentityHeaderNames): Record<string, string> {
   const out: Record<string, string> = {}
   const put = (header: string, value: string | undefined, claim: string) => {
     if (value === undefined) return
