@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
+import { flushLogger } from './logger.js'
 
 const READYZ_REQUEST = 'gateway:readyz'
 const READYZ_RESPONSE = 'gateway:readyz:response'
@@ -102,7 +103,7 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
         clearTimeout(deadline)
         void admin.close().then(() => {
           logger.info('stopped')
-          logger.flush(() => resolve(0))
+          void flushLogger(logger).then(() => resolve(0))
         })
       }, 50)
     }

@@ -1,18 +1,24 @@
 import { pino, type Logger } from 'pino'
-
-/** Log lines are written in batches of at least this many bytes… */
-export const LOG_BATCH_BYTES = 4096
-/** …or at least this often, so that a quiet gateway's lines are not held back. */
-export const LOG_FLUSH_MS = 250
+import { BatchedDestination } from './log-destination.js'
 
 /**
- * The gateway's JSON logger on stdout. Lines are batched: one write per
- * request would cost the hot path a write call each time. `flush` before
- * exiting. Request logging never includes headers, query strings or bodies
+ * The gateway's JSON logger on stdout, batched (log-destination.ts).
+ * Request logging never includes headers, query strings or bodies
  * (test/ops/no-secrets-in-logs.test.ts).
  */
 export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES })
-  setInterval(() => destination.flush(), LOG_FLUSH_MS).unref()
-  return pino({ level, base: { service: 'gateway' } }, destination)
+  const destination = new BatchedDestination(1)
+  // Whatever way the process ends, the lines taken so far are written out.
+  process.once('exit', () => destination.flushSync())
+  const logger = pino({ level, base: { service: 'gateway' } }, destination)
+  loggers.set(logger, destination)
+  return logger
+}
+
+const loggers = new WeakMap<Logger, BatchedDestination>()
+
+/** Writes out every line a logger made by createLogger has taken. */
+export function flushLogger(logger: Logger): Promise<void> {
+  const destination = loggers.get(logger)
+  return new Promise((resolve) => (destination ? destination.flush(resolve) : resolve()))
 }

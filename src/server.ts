@@ -7,7 +7,7 @@ import { readiness } from './admin/readiness.js'
 import { answerReadiness, runPrimary } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
-import { createLogger } from './logger.js'
+import { createLogger, flushLogger } from './logger.js'
 import { Metrics } from './metrics/metrics.js'
 import { ConfigReloader } from './reload.js'
 
@@ -91,7 +91,7 @@ export async function runUntilSignal(file: string): Promise<number> {
         () => {
           logger.info('stopped')
           // Asynchronous log writes must reach stdout before the process exits.
-          logger.flush(() => resolve(0))
+          void flushLogger(logger).then(() => resolve(0))
         },
         (err: unknown) => {
           logger.error({ err }, 'shutdown failed')
