@@ -75,10 +75,14 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const set: Record<string, string> = {
       'x-forwarded-for': forwardedFor(request),
       'x-forwarded-proto': request.protocol,
-      'x-forwarded-host': request.host,
       'x-request-id': request.id,
     }
-    if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = request.host
+    // An HTTP/1.0 request may come without Host: then there is none to pass on.
+    const host = request.host
+    if (host) {
+      set['x-forwarded-host'] = host
+      if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = host
+    }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, forwarder, fail)

@@ -237,3 +237,37 @@ routes: [{ id: r, match: { path: /r }, upstream: echo, auth: { issuers: [i], sco
     await protectedGw.close()
   })
 })
+
+describe('unusual requests', () => {
+  it('an HTTP/1.0 request without Host is served, with no empty X-Forwarded-Host', async () => {
+    const { connect } = await import('node:net')
+    const raw = await new Promise<string>((resolve) => {
+      const s = connect(Number(new URL(gw.url).port), '127.0.0.1', () => s.write('GET /echo/old HTTP/1.0\r\n\r\n'))
+      let d = ''
+      s.on('data', (c: Buffer) => (d += c.toString()))
+      s.on('close', () => resolve(d))
+    })
+    expect(raw.startsWith('HTTP/1.1 200')).toBe(true)
+    const echoed = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Echoed
+    expect(echoed.headers['x-forwarded-host']).toBeUndefined()
+    expect(echoed.headers['x-forwarded-for']).toBe('127.0.0.1')
+  })
+
+  it('a form body over server.body_limit is 413 and never forwarded', async () => {
+    const small = await startGateway(`
+server: { body_limit: 1024 }
+upstreams: { echo: { url: "${echo.url}" } }
+issuers: [{ id: i, issuer: "https://i.example", jwks_uri: "http://127.0.0.1:1/jwks", audiences: [a] }]
+routes: [{ id: r, match: { path: /r }, upstream: echo, auth: { issuers: [i], scopes: none } }]
+`)
+    try {
+      const before = echo.received.length
+      const res = await send(small.url, { method: 'POST', path: '/r', headers: [['Content-Type', 'application/x-www-form-urlencoded'], ['Authorization', 'Bearer x']], body: 'a=' + 'x'.repeat(4096) })
+      expect(res.status).toBe(413)
+      expect(res.json()).toMatchObject({ error: 'payload_too_large' })
+      expect(echo.received.length).toBe(before)
+    } finally {
+      await small.close()
+    }
+  })
+})
