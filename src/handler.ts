@@ -50,7 +50,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const target = normalizeTarget(request.raw.url ?? '/')
     outcome.path = target.path
 
-    const match = config.router.match(request.method, request.hostname.toLowerCase(), target.path)
+    const match = config.router.match(request.method, canonicalHost(request.hostname), target.path)
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
     const route = match.route
     outcome.routeId = route.id
@@ -87,6 +87,13 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, forwarder, fail)
   }
+}
+
+/** The host routes match on: lower-cased, without the root dot ("api.example.com." is "api.example.com"). */
+function canonicalHost(hostname: string | undefined): string {
+  if (!hostname) return ''
+  const lower = hostname.toLowerCase()
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower
 }
 
 /** The client chain: addresses vouched for by trusted proxies, then the peer. */

@@ -81,12 +81,20 @@ export class RedisStore implements SharedStore {
     }
   }
 
+  /** Closes the connection; never waits on a Redis that is down (a drain must not hang on it). */
   async close(): Promise<void> {
     this.client.removeAllListeners('close')
+    if (this.client.status !== 'ready') {
+      this.client.disconnect()
+      return
+    }
+    let timer: NodeJS.Timeout | undefined
     try {
-      await this.client.quit()
+      await Promise.race([this.client.quit(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('quit timed out')), 1000)))])
     } catch {
       this.client.disconnect()
+    } finally {
+      clearTimeout(timer)
     }
   }
 }

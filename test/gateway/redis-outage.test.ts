@@ -51,6 +51,29 @@ async function until(what: () => boolean, ms = 5000): Promise<void> {
 }
 
 describe('Redis killed mid-traffic', () => {
+  it('Redis down and the introspection endpoint down: 503, never an allow; closing does not wait for Redis', async () => {
+    const lone = await OwnRedis.start()
+    const g = await startGateway(config(lone.url))
+    try {
+      await until(() => Boolean(g.gateway.sharedStore?.up))
+      await lone.kill()
+      await until(() => !g.gateway.sharedStore!.up)
+      const token = `both-down-${Math.random()}`
+      as.tokens.set(token, { active: true, iss: ISS, aud: 'api', scope: 'read' })
+      as.mode = 'error'
+      const before = (upstream as Listening & { received: unknown[] }).received.length
+      const res = await send(g.url, { path: '/r', headers: [bearer(token)] })
+      expect(res.status).toBe(503)
+      expect((upstream as Listening & { received: unknown[] }).received.length).toBe(before)
+    } finally {
+      as.mode = 'ok'
+      const started = Date.now()
+      await g.close()
+      expect(Date.now() - started).toBeLessThan(2000)
+      await lone.kill()
+    }
+  })
+
   it('no request fails or is wrongly allowed, and the tier is used again after a restart', async () => {
     await until(() => Boolean(g1.gateway.sharedStore?.up && g2.gateway.sharedStore?.up))
     const now = Math.floor(Date.now() / 1000)

@@ -72,7 +72,7 @@ export class OwnRedis {
 
   async kill(): Promise<void> {
     const child = this.child
-    if (!child || child.exitCode !== null) return
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve())
       child.kill('SIGKILL')
