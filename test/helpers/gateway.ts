@@ -29,7 +29,7 @@ export interface TestGateway {
 }
 
 /** Writes a YAML config to a temp dir, builds the gateway from it and listens on 127.0.0.1:0. */
-export async function startGateway(yaml: string, files: Record<string, string> = {}, options: { port?: number } = {}): Promise<TestGateway> {
+export async function startGateway(yaml: string, files: Record<string, string> = {}, options: { port?: number; now?: () => number } = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-test-'))
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content)
   const file = join(dir, 'gateway.yaml')
@@ -37,7 +37,7 @@ export async function startGateway(yaml: string, files: Record<string, string> =
   const config = await compileConfig(parseConfig(yaml, file))
   const logs: LogLine[] = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
-  const gateway = await buildGateway({ config, logger })
+  const gateway = await buildGateway({ config, logger, ...(options.now ? { now: options.now } : {}) })
   const url = await gateway.app.listen({ host: '127.0.0.1', port: options.port ?? 0 })
   return {
     gateway,

@@ -114,6 +114,26 @@ describe('spoofed identity headers', () => {
     }
   })
 
+  it('Authorization is forwarded, as sent, only where the route asks for it', async () => {
+    const { startGateway } = await import('../helpers/gateway.js')
+    const { ISSUER } = await import('../helpers/fixture.js')
+    const g = await startGateway(`
+upstreams: { up: { url: "${f.upstream.url}" } }
+issuers: [{ id: corp, issuer: "${ISSUER}", jwks_uri: "${f.jwks.jwksUri}", audiences: [orders-api] }]
+routes:
+  - { id: passes, match: { path: /passes }, upstream: up, auth: { issuers: [corp], scopes: none, forward_authorization: true } }
+`)
+    try {
+      const token = await f.token()
+      const res = await send(g.url, { path: '/passes', headers: [bearer(token), ['Proxy-Authorization', 'Basic abc']] })
+      expect(res.status).toBe(200)
+      expect(res.json<Echoed>().headers.authorization).toBe(`Bearer ${token}`)
+      expect(res.json<Echoed>().headers['proxy-authorization']).toBeUndefined()
+    } finally {
+      await g.close()
+    }
+  })
+
   it('Authorization and Proxy-Authorization are not forwarded', async () => {
     const token = await f.token()
     const res = await send(f.gw.url, { path: '/orders/1', headers: [bearer(token), ['Proxy-Authorization', 'Basic abc']] })
