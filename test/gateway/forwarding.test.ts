@@ -14,7 +14,7 @@ beforeAll(async () => {
   echo = await startEchoUpstream()
   slow = await listen((_req, res) => setTimeout(() => res.end('late'), 2000))
   const state = { hits: 0 }
-  flaky = Object.assign(state, await listen((req, res) => {
+  flaky = Object.assign(state, await listen((_req, res) => {
     state.hits++
     res.statusCode = 503
     res.setHeader('retry-after', '1')

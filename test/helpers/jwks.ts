@@ -13,7 +13,7 @@ export interface JwksServer extends Listening {
 /** A real JWKS endpoint whose key list and health a test controls. */
 export async function startJwksServer(keys: JWK[]): Promise<JwksServer> {
   const state = { keys, hits: 0, down: false }
-  const s = await listen((req, res) => {
+  const s = await listen((_req, res) => {
     state.hits++
     if (state.down) {
       res.statusCode = 503
