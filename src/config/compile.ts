@@ -113,6 +113,19 @@ export function splitListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(i + 1)) }
 }
 
+const TRUST_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
+
+/** What proxy-addr accepts: an address, a CIDR range, or a named range. */
+function isTrustEntry(entry: string): boolean {
+  if (TRUST_NAMES.has(entry)) return true
+  const [address, bits, extra] = entry.split('/')
+  const family = isIP(address ?? '')
+  if (family === 0 || extra !== undefined) return false
+  if (bits === undefined) return true
+  if (!/^[0-9]{1,3}$/.test(bits)) return false
+  return Number(bits) <= (family === 4 ? 32 : 128)
+}
+
 function isLoopback(hostname: string): boolean {
   const h = hostname.replace(/^\[(.*)\]$/, '$1')
   if (h === 'localhost' || h === '::1') return true
@@ -254,6 +267,12 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
 
   const headers = compileHeaders(config, report)
   const listen = splitListen(config.server?.listen ?? DEFAULTS.listen)
+  const trust = config.server?.trust_proxy
+  if (Array.isArray(trust)) {
+    trust.forEach((entry, i) => {
+      if (!isTrustEntry(entry)) report(['server', 'trust_proxy', i], `"${entry}" is not an IP address, a CIDR range (10.0.0.0/8) or one of loopback, linklocal, uniquelocal`)
+    })
+  }
 
   if (issues.length > 0 || !router) {
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.column - b.column))

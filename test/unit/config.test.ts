@@ -314,3 +314,11 @@ ${extra}`
     expect(found[0]!.message).toContain('"@as:token"')
   })
 })
+
+describe('server settings', () => {
+  it('refuses trusted proxies that are not addresses or ranges', async () => {
+    const found = await issues(BASE + 'server: { trust_proxy: ["10.0.0.0/8", "loopback", "::1", "10.0.0.0/33", "proxy.internal", "1.2.3.4/8/9"] }\n')
+    expect(found.map((i) => i.path)).toEqual(['server.trust_proxy[3]', 'server.trust_proxy[4]', 'server.trust_proxy[5]'])
+    expect(found[0]!.line).toBe(13)
+  })
+})
