@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Agent, type Dispatcher } from 'undici'
 import type { CompiledRoute } from '../../config/compile.js'
 import { GatewayError } from '../../errors.js'
-import { rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
+import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
 import { echo } from './echo.js'
 import type { Target } from './targets.js'
 
@@ -34,8 +34,7 @@ export function upstreamError(error: Error & { code?: string }): GatewayError {
 /** The upstream's response headers for the client: hop-by-hop ones dropped (and any its Connection names). */
 export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
-  const connection = upstream.connection
-  const named = typeof connection === 'string' ? connection.toLowerCase().split(',').map((s) => s.trim()) : undefined
+  const named = connectionNamed(upstream.connection)
   for (const key in upstream) {
     const value = upstream[key]
     if (value === undefined || HOP_BY_HOP.has(key) || named?.includes(key)) continue

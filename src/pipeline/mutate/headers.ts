@@ -110,6 +110,12 @@ export interface OutgoingHeaderContext {
   readonly set: Readonly<Record<string, string>>
 }
 
+/** The header names a `Connection` header lists (RFC 9110 §7.6.1), lower-cased; none for keep-alive/close alone. */
+export function connectionNamed(connection: string | string[] | undefined): string[] | undefined {
+  if (typeof connection !== 'string' || connection === 'keep-alive' || connection === 'close') return undefined
+  return connection.toLowerCase().split(',').map((s) => s.trim())
+}
+
 /** Hop-by-hop and framing headers the proxy sets itself on each connection. */
 const CONNECTION_LEVEL = ['connection', 'transfer-encoding', 'host', 'expect']
 
@@ -122,8 +128,7 @@ const CONNECTION_LEVEL = ['connection', 'transfer-encoding', 'host', 'expect']
  */
 export function rewriteRequestHeaders(incoming: Readonly<Record<string, string | string[] | undefined>>, ctx: OutgoingHeaderContext): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {}
-  const connection = incoming.connection
-  const named = typeof connection === 'string' && connection !== 'keep-alive' && connection !== 'close' ? connection.toLowerCase().split(',').map((s) => s.trim()) : undefined
+  const named = connectionNamed(incoming.connection)
   const strip = ctx.policy.strip
   for (const key in incoming) {
     const value = incoming[key]
