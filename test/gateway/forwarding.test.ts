@@ -21,8 +21,6 @@ beforeAll(async () => {
     res.setHeader('x-upstream-detail', 'kept')
     res.end('upstream says no')
   }))
-  const dead = await listen(() => {})
-  await dead.close()
   const specialState = { aborted: 0, big: randomBytes(8 * 1024 * 1024) }
   special = Object.assign(specialState, await listen((req, res) => {
     if (req.url === '/special/big') {
@@ -49,7 +47,7 @@ upstreams:
   host: { url: "${echo.url}", preserve_host: true }
   slow: { url: "${slow.url}", timeout: 200ms }
   flaky: { url: "${flaky.url}" }
-  dead: { url: "${dead.url}" }
+  dead: { url: "http://127.0.0.1:1" }   # nothing listens on port 1; a closed ephemeral port could be reused by a parallel test
   special: { url: "${special.url}" }
 routes:
   - { id: special, match: { path: /special/* }, upstream: special, auth: public }
