@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
 
 /** Label values are from fixed sets only: never raw paths, tokens or client ids. */
@@ -18,30 +19,15 @@ export interface Observer {
   redisUp(up: boolean): void
 }
 
-/**
- * Memoises labelled children: prom-client hashes the label values on every
- * `labels()` call, which the per-request metrics would pay each time. Label
- * values come from fixed sets (route ids, reason codes), so the map is bounded.
- */
-function memo<T>(make: (...labels: string[]) => T): (...labels: string[]) => T {
-  const children = new Map<string, T>()
-  return (...labels) => {
-    const key = labels.join('\u0000')
-    let child = children.get(key)
-    if (child === undefined) children.set(key, (child = make(...labels)))
-    return child
-  }
-}
-
 /** The gateway's metrics, in a registry of their own. */
 export class Metrics implements Observer {
   readonly registry = new Registry()
-  readonly requests: Counter<'route' | 'method' | 'status_class'>
-  readonly decisions: Counter<'route' | 'result' | 'reason'>
-  readonly authDuration: Histogram<'method' | 'cache'>
-  readonly upstreamDuration: Histogram<'route' | 'upstream'>
+  readonly requests: CounterSeries
+  readonly decisions: CounterSeries
+  readonly authDuration: HistogramSeries
+  readonly upstreamDuration: HistogramSeries
   readonly introspections: Counter<'issuer' | 'outcome'>
-  readonly cacheLookups: Counter<'tier' | 'result'>
+  readonly cacheLookups: CounterSeries
   readonly jwksFetches: Counter<'issuer' | 'outcome'>
   readonly reloads: Counter<'outcome'>
   readonly lastReload: Gauge
@@ -50,44 +36,45 @@ export class Metrics implements Observer {
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry]
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry })
-    this.requests = new Counter({
-      name: 'gateway_requests_total',
-      help: 'Requests answered, by route id ("none" when no route matched), method and status class.',
-      labelNames: ['route', 'method', 'status_class'],
-      registers,
-    })
-    this.decisions = new Counter({
-      name: 'gateway_auth_decisions_total',
-      help: 'Authorization decisions on protected routes, by route, result (allow, deny) and reason code ("ok" when allowed).',
-      labelNames: ['route', 'result', 'reason'],
-      registers,
-    })
-    this.authDuration = new Histogram({
-      name: 'gateway_auth_duration_seconds',
-      help: 'Time to authenticate and authorize a token, by method (jwt, introspection) and cache outcome (memory, shared, origin, none).',
-      labelNames: ['method', 'cache'],
-      buckets: LATENCY_BUCKETS,
-      registers,
-    })
-    this.upstreamDuration = new Histogram({
-      name: 'gateway_upstream_duration_seconds',
-      help: 'Time from forwarding a request to the end of the upstream response, by route and upstream.',
-      labelNames: ['route', 'upstream'],
-      buckets: UPSTREAM_BUCKETS,
-      registers,
-    })
+    // Updated on every request: plain numbers, formatted at scrape time (series.ts).
+    this.requests = new CounterSeries(
+      'gateway_requests_total',
+      'Requests answered, by route id ("none" when no route matched), method and status class.',
+      ['route', 'method', 'status_class'],
+      this.registry,
+    )
+    this.decisions = new CounterSeries(
+      'gateway_auth_decisions_total',
+      'Authorization decisions, by route, result (allow, deny) and reason code ("ok" when allowed).',
+      ['route', 'result', 'reason'],
+      this.registry,
+    )
+    this.authDuration = new HistogramSeries(
+      'gateway_auth_duration_seconds',
+      'Time to authenticate and authorize a token, by method (jwt, introspection) and cache outcome (memory, shared, origin).',
+      ['method', 'cache'],
+      LATENCY_BUCKETS,
+      this.registry,
+    )
+    this.upstreamDuration = new HistogramSeries(
+      'gateway_upstream_duration_seconds',
+      'Time from forwarding a request to the end of the upstream response, by route and upstream.',
+      ['route', 'upstream'],
+      UPSTREAM_BUCKETS,
+      this.registry,
+    )
     this.introspections = new Counter({
       name: 'gateway_introspection_requests_total',
       help: 'Calls to introspection endpoints, by issuer and outcome (active, inactive, error).',
       labelNames: ['issuer', 'outcome'],
       registers,
     })
-    this.cacheLookups = new Counter({
-      name: 'gateway_token_cache_lookups_total',
-      help: 'Token cache lookups, by tier (memory, shared) and result (hit, miss).',
-      labelNames: ['tier', 'result'],
-      registers,
-    })
+    this.cacheLookups = new CounterSeries(
+      'gateway_token_cache_lookups_total',
+      'Token cache lookups, by tier (memory, shared) and result (hit, miss).',
+      ['tier', 'result'],
+      this.registry,
+    )
     this.jwksFetches = new Counter({
       name: 'gateway_jwks_fetches_total',
       help: 'JWKS fetches, by issuer and outcome (success, failure).',
@@ -114,30 +101,25 @@ export class Metrics implements Observer {
       registers,
     })
     this.lastReload.setToCurrentTime()
-    for (const c of STATUS_CLASSES) for (const m of KNOWN_METHODS) this.requests.labels('none', m, c).inc(0)
+    for (const c of STATUS_CLASSES) for (const m of KNOWN_METHODS) this.requests.inc(['none', m, c], 0)
   }
-
-  private readonly requestChild = memo((route, method, cls) => this.requests.labels(route!, method!, cls!))
-  private readonly decisionChild = memo((route, result, reason) => this.decisions.labels(route!, result!, reason!))
-  private readonly authChild = memo((method, cache) => this.authDuration.labels(method!, cache!))
-  private readonly upstreamChild = memo((route, upstream) => this.upstreamDuration.labels(route!, upstream!))
 
   /** The per-request metrics, recorded once its response is over. */
   request(route: string | undefined, method: string, status: number): void {
     const cls = STATUS_CLASSES[Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1]!
-    this.requestChild(route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls).inc()
+    this.requests.inc([route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls])
   }
 
   decision(route: string | undefined, result: 'allow' | 'deny', reason: string): void {
-    this.decisionChild(route ?? 'none', result, reason).inc()
+    this.decisions.inc([route ?? 'none', result, reason])
   }
 
   auth(method: string, cache: string, seconds: number): void {
-    this.authChild(method, cache).observe(seconds)
+    this.authDuration.observe([method, cache], seconds)
   }
 
   upstream(route: string, upstream: string, seconds: number): void {
-    this.upstreamChild(route, upstream).observe(seconds)
+    this.upstreamDuration.observe([route, upstream], seconds)
   }
 
   jwksFetch(issuer: string, outcome: 'success' | 'failure'): void {
@@ -149,7 +131,7 @@ export class Metrics implements Observer {
   }
 
   cacheLookup(tier: CacheTier, hit: boolean): void {
-    this.cacheLookups.labels(tier, hit ? 'hit' : 'miss').inc()
+    this.cacheLookups.inc([tier, hit ? 'hit' : 'miss'])
   }
 
   redisUp(up: boolean): void {
