@@ -1,4 +1,4 @@
-import { createHash, createHmac } from 'node:crypto'
+import { createHash, createHmac, hash } from 'node:crypto'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
 import { readLimited } from './remote-jwks.js'
@@ -93,7 +93,7 @@ export class IntrospectionClient {
   }
 
   cacheKey(token: string): string {
-    return 'introspection:' + createHash('sha256').update(this.scope).update('\u0000').update(token).digest('base64url')
+    return 'introspection:' + hash('sha256', `${this.scope}\u0000${token}`, 'base64url')
   }
 
   /**

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { ExpiringLru } from '../../cache/lru.js'
 import type { TrustedIssuer } from './jwt.js'
 import type { Principal } from './principal.js'
@@ -29,8 +29,9 @@ export class VerifiedTokenCache {
     this.entries = new ExpiringLru(maxEntries, now)
   }
 
+  /** SHA-256 of the token (the one-shot form: about half the cost of createHash on this path). */
   static key(token: string): string {
-    return createHash('sha256').update(token).digest('base64url')
+    return hash('sha256', token, 'base64url')
   }
 
   /**
