@@ -238,7 +238,12 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       }
       auth = {
         kind: 'protected',
-        tokens: { byIss, opaque: opaque[0] as IntrospectingIssuer | undefined, keepClaims },
+        tokens: {
+          byIss,
+          opaque: opaque[0] as IntrospectingIssuer | undefined,
+          keepClaims,
+          verifiesJwts: [...byIss.values()].some((e) => e.mode !== 'introspection'),
+        },
         scopes: { all: r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod },
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }

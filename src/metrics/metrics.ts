@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
 
@@ -26,17 +26,18 @@ export class Metrics implements Observer {
   readonly decisions: CounterSeries
   readonly authDuration: HistogramSeries
   readonly upstreamDuration: HistogramSeries
-  readonly introspections: Counter<'issuer' | 'outcome'>
+  readonly introspections: CounterSeries
   readonly cacheLookups: CounterSeries
-  readonly jwksFetches: Counter<'issuer' | 'outcome'>
-  readonly reloads: Counter<'outcome'>
+  readonly jwksFetches: CounterSeries
+  readonly reloads: CounterSeries
   readonly lastReload: Gauge
   readonly redis: Gauge
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry]
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry })
-    // Updated on every request: plain numbers, formatted at scrape time (series.ts).
+    // Counters and histograms are plain numbers, formatted at scrape time (series.ts):
+    // prom-client would hash the label values on every update, on the request path.
     this.requests = new CounterSeries(
       'gateway_requests_total',
       'Requests answered, by route id ("none" when no route matched), method and status class.',
@@ -63,30 +64,20 @@ export class Metrics implements Observer {
       UPSTREAM_BUCKETS,
       this.registry,
     )
-    this.introspections = new Counter({
-      name: 'gateway_introspection_requests_total',
-      help: 'Calls to introspection endpoints, by issuer and outcome (active, inactive, error).',
-      labelNames: ['issuer', 'outcome'],
-      registers,
-    })
+    this.introspections = new CounterSeries(
+      'gateway_introspection_requests_total',
+      'Calls to introspection endpoints, by issuer and outcome (active, inactive, error).',
+      ['issuer', 'outcome'],
+      this.registry,
+    )
     this.cacheLookups = new CounterSeries(
       'gateway_token_cache_lookups_total',
       'Token cache lookups, by tier (memory, shared) and result (hit, miss).',
       ['tier', 'result'],
       this.registry,
     )
-    this.jwksFetches = new Counter({
-      name: 'gateway_jwks_fetches_total',
-      help: 'JWKS fetches, by issuer and outcome (success, failure).',
-      labelNames: ['issuer', 'outcome'],
-      registers,
-    })
-    this.reloads = new Counter({
-      name: 'gateway_config_reloads_total',
-      help: 'Configuration reloads, by outcome (success, failure).',
-      labelNames: ['outcome'],
-      registers,
-    })
+    this.jwksFetches = new CounterSeries('gateway_jwks_fetches_total', 'JWKS fetches, by issuer and outcome (success, failure).', ['issuer', 'outcome'], this.registry)
+    this.reloads = new CounterSeries('gateway_config_reloads_total', 'Configuration reloads, by outcome (success, failure).', ['outcome'], this.registry)
     // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
     this.lastReload = new Gauge({
       name: 'gateway_config_last_reload_success_timestamp_seconds',
@@ -123,11 +114,11 @@ export class Metrics implements Observer {
   }
 
   jwksFetch(issuer: string, outcome: 'success' | 'failure'): void {
-    this.jwksFetches.labels(issuer, outcome).inc()
+    this.jwksFetches.inc([issuer, outcome])
   }
 
   introspection(issuer: string, outcome: 'active' | 'inactive' | 'error'): void {
-    this.introspections.labels(issuer, outcome).inc()
+    this.introspections.inc([issuer, outcome])
   }
 
   cacheLookup(tier: CacheTier, hit: boolean): void {
@@ -139,7 +130,7 @@ export class Metrics implements Observer {
   }
 
   reload(outcome: 'success' | 'failure'): void {
-    this.reloads.labels(outcome).inc()
+    this.reloads.inc([outcome])
     if (outcome === 'success') this.lastReload.setToCurrentTime()
   }
 }

@@ -21,6 +21,8 @@ export interface TokenPolicy {
   readonly opaque: IntrospectingIssuer | undefined
   /** Claims the identity headers need besides the standard ones. */
   readonly keepClaims: readonly string[]
+  /** Whether any trusted issuer's JWTs are verified locally here (else the verified-token cache is not consulted). */
+  readonly verifiesJwts: boolean
 }
 
 /** The principal, and how it was established (for metrics). */
@@ -48,7 +50,7 @@ export interface AuthnContext {
  */
 export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
   // A JWT verified before is found by its hash, without decoding it again.
-  const key = ctx.verifiedTokens ? VerifiedTokenCache.key(token) : undefined
+  const key = ctx.verifiedTokens && policy.verifiesJwts ? VerifiedTokenCache.key(token) : undefined
   if (key !== undefined) {
     const hit = ctx.verifiedTokens!.get(key)
     const entry = hit && policy.byIss.get(hit.issuer.issuer)
@@ -91,14 +93,14 @@ async function verifyJwtCached(token: string, key: string | undefined, issuer: T
 async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {
   const client = issuer.introspection
   const now = ctx.now ?? Date.now
-  const binding = client.binding(token)
   const { value, source } = await ctx.introspectionCache.get(
     client.cacheKey(token),
     async () => {
       const record = await client.introspect(token)
       return { value: record, ttlMs: client.ttlMs(record, now()) }
     },
-    (record) => record.binding === binding,
+    // Only values read from the shared tier are checked (and only then is the binding computed).
+    (record) => record.binding === client.binding(token),
   )
   return { principal: principalFromIntrospection(issuer, value, now() / 1000), method: 'introspection', cache: source }
 }

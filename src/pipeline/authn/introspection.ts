@@ -121,7 +121,7 @@ export class IntrospectionClient {
       return record
     } catch (err) {
       this.settings.onCall?.('error')
-      if (err instanceof GatewayError && err.code !== 'dependency_unavailable') throw err
+      // A malformed claim is the token's problem (401); anything else means no answer (503).
       throw err instanceof GatewayError ? err : new GatewayError('dependency_unavailable', 'the token introspection endpoint is unavailable', { cause: err })
     }
   }
