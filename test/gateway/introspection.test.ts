@@ -241,6 +241,18 @@ describe('JWTs and introspection', () => {
     expect((await call(g2, token, '/revocable/x')).status).toBe(200)
   })
 
+  it('jwt_and_introspection: a JWT already verified (and cached) on a jwt-only route is still introspected', async () => {
+    const g = await gateway()
+    const token = await jwt({ jti: 'cached-then-revocable' })
+    expect((await call(g, token, '/read/x')).status).toBe(200) // auto: verified locally, now cached
+    expect((await call(g, token, '/read/x')).status).toBe(200) // served by the verified-token cache
+    const before = asA.calls.get(token) ?? 0
+    const res = await call(g, token, '/revocable/x') // unknown to the endpoint: inactive
+    expect(res.status).toBe(401)
+    expect(await reasonOf(g, res)).toBe('token_inactive')
+    expect(asA.calls.get(token)).toBe(before + 1)
+  })
+
   it('jwt_and_introspection: a forged JWT is refused before any introspection call', async () => {
     const g = await gateway()
     const forged = await sign(await makeKey('ES256', key.kid), { iss: ISS_A, aud: 'api', scope: 'read' })
