@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import { AccessLog } from './access-log.js'
 import { ExpiringLru } from './cache/lru.js'
 import { RedisStore, type SharedStore } from './cache/redis-store.js'
 import { TieredCache } from './cache/tiered-cache.js'
@@ -15,8 +17,8 @@ import { Forwarder } from './pipeline/forward/upstream.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
-  /** A pino logger; by default nothing is logged (tests). */
-  readonly logger?: FastifyBaseLogger
+  /** The logger; by default nothing is logged (tests). */
+  readonly logger?: Logger
   /** The clock of cache and token decisions (tests). */
   readonly now?: () => number
   /** The metrics to record into; the one also given to compileConfig as observer. */
@@ -68,7 +70,8 @@ function trustProxyOption(trust: CompiledConfig['server']['trustProxy']): boolea
 export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let current = options.config
   const { server } = current
-  const log = options.logger ?? SILENT
+  const log: FastifyBaseLogger = options.logger ?? SILENT
+  const accessLog = options.logger ? new AccessLog(options.logger) : undefined
   const now = options.now ?? Date.now
   const metrics = options.metrics ?? new Metrics({ processMetrics: false })
   const redis = current.cache.redis
@@ -112,22 +115,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     metrics.decision(o?.routeId, decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown'))
     if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
     if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
-    // Never the query string, headers or body: they may carry secrets.
-    log.info(
-      {
-        reqId: request.id,
-        route: o?.routeId ?? null,
-        method: request.method,
-        path: o?.path ?? null,
-        status,
-        client_id: o?.principal?.clientId ?? null,
-        decision,
-        reason: o?.reason ?? null,
-        ms: Math.round(reply.elapsedTime * 100) / 100,
-        ...(reply.raw.writableFinished ? {} : { aborted: true }),
-      },
-      'request',
-    )
+    accessLog?.write({
+      reqId: request.id,
+      route: o?.routeId,
+      method: request.method,
+      path: o?.path,
+      status,
+      clientId: o?.principal?.clientId,
+      decision,
+      reason: o?.reason,
+      ms: Math.round(reply.elapsedTime * 100) / 100,
+      aborted: !reply.raw.writableFinished,
+    })
   }
 
   app.decorateRequest('outcome', null)
