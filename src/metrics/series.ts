@@ -21,6 +21,40 @@ function labelsOf(names: readonly string[], values: readonly string[]): Record<s
 }
 
 /**
+ * The series of a metric, found by their label values through one map per
+ * label: no key string is built (and hashed afresh) per update, and label
+ * values stay apart whatever characters they hold.
+ */
+class SeriesIndex<E extends { readonly values: readonly string[] }> {
+  private readonly root = new Map<string, unknown>()
+  readonly all: E[] = []
+
+  constructor(private readonly create: (values: readonly string[]) => E) {}
+
+  get(values: readonly string[]): E {
+    let node = this.root
+    const last = values.length - 1
+    for (let i = 0; i < last; i++) {
+      let next = node.get(values[i]!) as Map<string, unknown> | undefined
+      if (next === undefined) node.set(values[i]!, (next = new Map()))
+      node = next
+    }
+    let entry = node.get(values[last]!) as E | undefined
+    if (entry === undefined) {
+      entry = this.create([...values])
+      node.set(values[last]!, entry)
+      this.all.push(entry)
+    }
+    return entry
+  }
+
+  clear(): void {
+    this.root.clear()
+    this.all.length = 0
+  }
+}
+
+/**
  * A counter for the request path. Incrementing is a map lookup and an
  * addition; label sets are only formatted when Prometheus scrapes (prom-client
  * hashes the label values on every update, which each request would pay).
@@ -30,7 +64,7 @@ function labelsOf(names: readonly string[], values: readonly string[]): Record<s
 export class CounterSeries {
   readonly type = 'counter'
   readonly aggregator = 'sum'
-  private readonly series = new Map<string, { values: readonly string[]; count: number }>()
+  private readonly series = new SeriesIndex((values) => ({ values, count: 0 }))
 
   constructor(
     readonly name: string,
@@ -42,14 +76,11 @@ export class CounterSeries {
   }
 
   inc(values: readonly string[], by = 1): void {
-    const key = values.join('\u0000')
-    const entry = this.series.get(key)
-    if (entry) entry.count += by
-    else this.series.set(key, { values: [...values], count: by })
+    this.series.get(values).count += by
   }
 
   async get(): Promise<Snapshot> {
-    const values = [...this.series.values()].map((s) => ({ value: s.count, labels: labelsOf(this.labelNames, s.values) }))
+    const values = this.series.all.map((s) => ({ value: s.count, labels: labelsOf(this.labelNames, s.values) }))
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
   }
 
@@ -62,7 +93,7 @@ export class CounterSeries {
 export class HistogramSeries {
   readonly type = 'histogram'
   readonly aggregator = 'sum'
-  private readonly series = new Map<string, { values: readonly string[]; buckets: Float64Array; sum: number; count: number }>()
+  private readonly series: SeriesIndex<{ values: readonly string[]; buckets: Float64Array; sum: number; count: number }>
 
   constructor(
     readonly name: string,
@@ -71,13 +102,12 @@ export class HistogramSeries {
     private readonly upperBounds: readonly number[],
     registry: Registry,
   ) {
+    this.series = new SeriesIndex((values) => ({ values, buckets: new Float64Array(upperBounds.length), sum: 0, count: 0 }))
     registry.registerMetric(this as never)
   }
 
   observe(values: readonly string[], value: number): void {
-    const key = values.join('\u0000')
-    let entry = this.series.get(key)
-    if (!entry) this.series.set(key, (entry = { values: [...values], buckets: new Float64Array(this.upperBounds.length), sum: 0, count: 0 }))
+    const entry = this.series.get(values)
     const bounds = this.upperBounds
     for (let i = 0; i < bounds.length; i++) {
       if (value <= bounds[i]!) {
@@ -91,7 +121,7 @@ export class HistogramSeries {
 
   async get(): Promise<Snapshot> {
     const values: Value[] = []
-    for (const s of this.series.values()) {
+    for (const s of this.series.all) {
       const labels = labelsOf(this.labelNames, s.values)
       let cumulative = 0
       this.upperBounds.forEach((le, i) => {

@@ -12,6 +12,27 @@ describe('metric series', () => {
     expect(await registry.metrics()).toBe('# HELP t_total help text\n# TYPE t_total counter\nt_total{a="x",b="y"} 3\nt_total{a="x",b="z\\"q"} 1\n')
   })
 
+  it('keeps label values apart whatever characters they hold', async () => {
+    const registry = new Registry()
+    const c = new CounterSeries('t_total', 'h', ['a', 'b'], registry)
+    c.inc(['x\u0000y', 'z'])
+    c.inc(['x', 'y\u0000z'])
+    c.inc(['x', 'y\u0000z'])
+    const json = (await registry.getMetricsAsJSON())[0] as unknown as { values: { labels: Record<string, string>; value: number }[] }
+    expect(json.values).toEqual([
+      { labels: { a: 'x\u0000y', b: 'z' }, value: 1 },
+      { labels: { a: 'x', b: 'y\u0000z' }, value: 2 },
+    ])
+  })
+
+  it('a series without labels counts too', async () => {
+    const registry = new Registry()
+    const c = new CounterSeries('t_total', 'h', [], registry)
+    c.inc([])
+    c.inc([], 4)
+    expect(await registry.metrics()).toContain('t_total 5')
+  })
+
   it('a histogram series has cumulative buckets, +Inf, sum and count', async () => {
     const registry = new Registry()
     const h = new HistogramSeries('t_seconds', 'h', ['m'], [0.1, 1], registry)
