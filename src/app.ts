@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
@@ -10,6 +9,7 @@ import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
 import { createHandler, type ConfigSource } from './handler.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
+import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
@@ -53,7 +53,7 @@ const SILENT: FastifyBaseLogger = {
 
 function requestId(req: IncomingMessage): string {
   const given = req.headers['x-request-id']
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID()
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId()
 }
 
 /** A hop count becomes "trust the first n hops", as proxy-addr reads it. */
