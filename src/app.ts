@@ -133,9 +133,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // A callback hook: an async one would cost a promise per request.
   app.addHook('onRequest', (request, reply, done) => {
     request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
-    reply.header('x-request-id', request.id)
     reply.raw.once('close', () => record(request, reply))
     done()
+  })
+  // Replies fastify sends carry the id here; forwarded ones get it from the forwarder.
+  app.addHook('onSend', (request, reply, payload, done) => {
+    reply.header('x-request-id', request.id)
+    done(null, payload)
   })
 
   /** The one way a failed request is answered, through fastify or, once the forwarder took the reply over, directly. */

@@ -21,5 +21,4 @@ describe('newRequestId', () => {
     expect([...digits[14]!]).toEqual(['4'])
     expect([...digits[19]!].sort()).toEqual(['8', '9', 'a', 'b'])
   })
-
 })
