@@ -190,7 +190,8 @@ function defined<K extends string, V>(key: K, value: V | undefined): { [k in K]?
  * Decides on an introspection record, fresh or cached, exactly like on a JWT:
  * active, iss (when given) is this issuer, aud names one of its audiences
  * (required unless the issuer says otherwise), exp and nbf with the clock
- * skew, and an access-token type when one is given. Runs on every request.
+ * skew, and an access-token type when one is given. Runs on every request;
+ * the principal is built once per record.
  */
 export function principalFromIntrospection(issuer: IntrospectingIssuer, record: IntrospectionRecord, nowSeconds: number): Principal {
   if (!record.active) throw new GatewayError('token_inactive', 'the token is not active')
@@ -209,6 +210,21 @@ export function principalFromIntrospection(issuer: IntrospectingIssuer, record: 
     throw new GatewayError('type_invalid', 'the token is not an access token')
   }
   if (record.token_use !== undefined && record.token_use !== 'access_token') throw new GatewayError('type_invalid', 'the token is not an access token')
+  const known = principals.get(record)
+  if (known !== undefined && known.issuer === issuer) return known.principal
+  const principal = toPrincipal(issuer, record)
+  principals.set(record, { issuer, principal })
+  return principal
+}
+
+/**
+ * The principal of each record cached in memory, built once: a warm cache
+ * then hands out the same principal, whose identity headers are memoised
+ * too (mutate/headers.ts). Records are never modified once made.
+ */
+const principals = new WeakMap<IntrospectionRecord, { issuer: IntrospectingIssuer; principal: Principal }>()
+
+function toPrincipal(issuer: IntrospectingIssuer, record: IntrospectionRecord): Principal {
   const claims: Record<string, unknown> = { ...record.claims, iss: record.iss ?? issuer.issuer }
   if (record.sub !== undefined) claims.sub = record.sub
   if (record.client_id !== undefined) claims.client_id = record.client_id
