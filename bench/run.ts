@@ -7,7 +7,9 @@
 // machines are shared and noisy, so absolute numbers mean little, ratios more.
 //
 // Settings (environment): BENCH_DURATION (s, default 5), BENCH_ROUNDS (3),
-// BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (100000; 0 skips).
+// BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (100000; 0 skips),
+// BENCH_INSTRUCTIONS (requests counted per Node target under callgrind, e.g. 4000; 0, the default, skips:
+// see bench/instructions.ts).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -15,12 +17,14 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPublicKey } from 'node:crypto'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5)
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? 100_000)
 const ONLY = process.env.BENCH_TARGETS?.split(',')
+const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? 0)
 const ROOT = new URL('..', import.meta.url).pathname
 const WORK = mkdtempSync(join(tmpdir(), 'gw-bench-'))
 const ISSUER = 'https://bench.example'
@@ -174,14 +178,18 @@ async function main(): Promise<void> {
   const upUrl = `http://127.0.0.1:${upPort}`
 
   const targets: Target[] = [{ name: 'direct', pid: () => upstream.pid!, url: `${upUrl}/`, headers: {} }]
+  /** The Node targets again, for counting instructions (BENCH_INSTRUCTIONS). */
+  const counted: InstructionTarget[] = []
   const launch = async (name: string, cmd: string, args: (port: number) => string[], path: string, headers: Record<string, string> = {}) => {
     if (ONLY && !ONLY.some((o) => name.startsWith(o))) return
     const port = await freePort()
     const child = start(0, cmd, args(port), name)
     await waitForPort(port, child, name)
     targets.push({ name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${path}`, headers })
+    if (cmd === process.execPath) counted.push({ process: name, args, scenarios: [{ name, path, headers }] })
   }
   const bearer = (t: string) => ({ Authorization: `Bearer ${t}` })
+  await launch('node-floor', process.execPath, (p) => ['bench/targets/node-floor.mjs', String(p), upUrl], '/')
   await launch('http-proxy', process.execPath, (p) => ['bench/targets/http-proxy.mjs', String(p), upUrl], '/')
   await launch('fastify-http-proxy', process.execPath, (p) => ['bench/targets/fastify-http-proxy.mjs', String(p), upUrl], '/')
   for (const alg of ['RS256', 'ES256'] as const) {
@@ -190,10 +198,11 @@ async function main(): Promise<void> {
 
   // This gateway: one process, one route per scenario.
   const gwPort = await freePort()
-  const gwConfig = join(WORK, 'gateway.yaml')
-  writeFileSync(
-    gwConfig,
-    `server: { listen: "127.0.0.1:${gwPort}" }
+  const gatewayConfig = (port: number) => {
+    const file = join(WORK, `gateway-${port}.yaml`)
+    writeFileSync(
+      file,
+      `server: { listen: "127.0.0.1:${port}" }
 admin: { listen: "127.0.0.1:0" }
 upstreams: { up: { url: "${upUrl}" } }
 issuers:
@@ -207,22 +216,24 @@ routes:
   - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
   - { id: opaque, match: { path: /opaque }, upstream: up, auth: { issuers: [opaque], scopes: { all_of: [read] } } }
 `,
-  )
+    )
+    return file
+  }
   let gateway: ChildProcess | undefined
   if (!ONLY || ONLY.some((o) => o.startsWith('gateway'))) {
-    gateway = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gwConfig], 'gateway')
+    gateway = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(gwPort)], 'gateway')
     children.push(gateway)
     await waitForPort(gwPort, gateway, 'gateway')
     const gw = `http://127.0.0.1:${gwPort}`
     await fetch(`${gw}/opaque`, { headers: bearer(opaque) }) // warm the introspection cache
-    for (const t of [
+    const scenarios = [
       { name: 'gateway-public', path: '/public', headers: {} },
       { name: 'gateway-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
       { name: 'gateway-jwt-ES256', path: '/jwt', headers: bearer(tokens.ES256) },
       { name: 'gateway-introspection', path: '/opaque', headers: bearer(opaque) },
-    ]) {
-      if (!ONLY || ONLY.some((o) => t.name.startsWith(o))) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
-    }
+    ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
+    for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
+    counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
   }
 
   if (has('haproxy')) {
@@ -335,6 +346,17 @@ end
     }
   }
 
+  // Instructions per request (optional; minutes per target under valgrind).
+  let instructions: Record<string, number> | undefined
+  if (INSTRUCTIONS > 0) {
+    if (canCountInstructions()) {
+      console.log(`instructions: ${INSTRUCTIONS} requests per scenario under callgrind…`)
+      instructions = Object.fromEntries(await countInstructions(counted, { requests: INSTRUCTIONS, cwd: ROOT, work: WORK, freePort }))
+    } else {
+      console.log('instructions: skipped (needs valgrind)')
+    }
+  }
+
   const ratio = (a: string, b: string) => (summary[a] && summary[b]?.rps ? Math.round((summary[a].rps / summary[b].rps) * 100) / 100 : undefined)
   const targetsMet = [
     { check: 'JWT route (RS256) / own public route', value: ratio('gateway-jwt-RS256', 'gateway-public'), goal: 0.9 },
@@ -344,6 +366,12 @@ end
     { check: 'introspection (warm) / JWT route (RS256)', value: ratio('gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
     { check: 'public route / fastify + @fastify/http-proxy', value: ratio('gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { check: 'JWT route / HAProxy jwt_verify (RS256, stretch)', value: ratio('gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
+  ]
+  // No goals: how far the gateway is from the least a Node proxy can do, and where HAProxy stands against that.
+  const context = [
+    { check: 'public route / Node floor (node:http + undici)', value: ratio('gateway-public', 'node-floor') },
+    { check: 'JWT route (RS256) / Node floor', value: ratio('gateway-jwt-RS256', 'node-floor') },
+    { check: 'HAProxy jwt_verify / Node floor', value: ratio('haproxy-jwt-RS256', 'node-floor') },
   ]
 
   console.log('\ntarget                   req/s  vs direct  p50 ms  p99 ms  CPU µs/req  peak RSS MB')
@@ -357,12 +385,27 @@ end
     if (t.value === undefined) continue
     console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ≥ ${t.goal}  ${t.value >= t.goal ? 'met' : 'NOT met'}`)
   }
+  for (const t of context) if (t.value !== undefined) console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}`)
+  if (instructions) {
+    // Fewer instructions is faster: each ratio is the baseline's count over the gateway's.
+    const per = (a: string, b: string) => (instructions![a] && instructions![b] ? Math.round((instructions![b] / instructions![a]) * 100) / 100 : undefined)
+    console.log('\ninstructions per request (event-loop thread, callgrind)')
+    for (const [name, n] of Object.entries(instructions)) console.log(`${name.padEnd(22)} ${(n / 1000).toFixed(1).padStart(8)}k`)
+    for (const [check, value] of [
+      ['public route vs fastify + @fastify/http-proxy', per('gateway-public', 'fastify-http-proxy')],
+      ['JWT route (RS256) vs own public route', per('gateway-jwt-RS256', 'gateway-public')],
+      ['introspection (warm) vs JWT route (RS256)', per('gateway-introspection', 'gateway-jwt-RS256')],
+      ['public route vs Node floor', per('gateway-public', 'node-floor')],
+    ] as const) {
+      if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
+    }
+  }
   if (memory) console.log(`\npeak RSS with ${memory.tokens} distinct cached tokens: ${memory.peak_rss_mb} MB (goal < 200)  ${memory.peak_rss_mb < 200 ? 'met' : 'NOT met'}`)
 
   const outDir = join(ROOT, 'bench/results')
   mkdirSync(outDir, { recursive: true })
   const out = join(outDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, memory }, null, 2))
+  writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, memory, instructions }, null, 2))
   console.log(`\nwrote ${out}`)
   introspection.close()
 }
