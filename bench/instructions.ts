@@ -22,7 +22,7 @@ export interface InstructionTarget {
 }
 
 export interface InstructionOptions {
-  /** Requests counted per scenario (after three times as many to warm up). */
+  /** Requests counted per scenario (after three times as many, and at least 10,000, to warm up). */
   readonly requests: number
   readonly cwd: string
   readonly work: string
@@ -102,7 +102,7 @@ export async function countInstructions(targets: readonly InstructionTarget[], o
       await waitUntilServing(origin + target.scenarios[0]!.path, child)
       let dump = 0
       for (const s of target.scenarios) {
-        await send(origin + s.path, s.headers, options.requests * 3)
+        await send(origin + s.path, s.headers, Math.max(options.requests * 3, 10_000))
         spawnSync('callgrind_control', ['--zero', String(child.pid)])
         spawnSync('callgrind_control', ['--instr=on', String(child.pid)])
         await send(origin + s.path, s.headers, options.requests)
