@@ -51,10 +51,10 @@ export interface AuthnContext {
 export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
   // A JWT verified before is found by its hash, without decoding it again.
   const key = ctx.verifiedTokens && policy.verifiesJwts ? VerifiedTokenCache.key(token) : undefined
-  if (key !== undefined) {
-    const hit = ctx.verifiedTokens!.get(key)
-    const entry = hit && policy.byIss.get(hit.issuer.issuer)
-    if (hit && entry && entry.issuer === hit.issuer && (entry.mode === 'jwt' || entry.mode === 'auto')) {
+  const hit = key === undefined ? undefined : ctx.verifiedTokens!.get(key)
+  if (hit) {
+    const entry = policy.byIss.get(hit.issuer.issuer)
+    if (entry && entry.issuer === hit.issuer && (entry.mode === 'jwt' || entry.mode === 'auto')) {
       return { principal: hit.principal, method: 'jwt', cache: 'memory' }
     }
   }
@@ -66,11 +66,11 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
     switch (entry.mode) {
       case 'jwt':
       case 'auto':
-        return verifyJwtCached(token, key, entry.issuer, policy, ctx)
+        return verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
       case 'introspection':
         return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
       case 'jwt_and_introspection': {
-        const { principal } = await verifyJwtCached(token, key, entry.issuer, policy, ctx)
+        const { principal } = await verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
         const checked = await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
         return { principal, method: 'introspection', cache: checked.cache }
       }
@@ -80,10 +80,17 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
   throw new GatewayError('token_malformed', 'the token is not a JWT')
 }
 
-async function verifyJwtCached(token: string, key: string | undefined, issuer: TrustedIssuer, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+/** `hit`: what the verified-token cache held for the token's key (looked up once, in authenticate). */
+async function verifyJwtCached(
+  token: string,
+  key: string | undefined,
+  hit: ReturnType<VerifiedTokenCache['get']>,
+  issuer: TrustedIssuer,
+  policy: TokenPolicy,
+  ctx: AuthnContext,
+): Promise<Authenticated> {
   const cache = ctx.verifiedTokens
   if (!cache || key === undefined) return { principal: await verifyJwt(token, issuer), method: 'jwt', cache: 'none' }
-  const hit = cache.get(key)
   if (hit && hit.issuer === issuer) return { principal: hit.principal, method: 'jwt', cache: 'memory' }
   const principal = await verifyJwt(token, issuer)
   cache.set(key, issuer, principal, policy.keepClaims)
