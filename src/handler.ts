@@ -62,6 +62,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
         rawHeaders: request.raw.rawHeaders,
         query: target.query,
         formBody: Buffer.isBuffer(request.body) ? request.body : undefined,
+        connection: request.raw.socket ?? undefined,
       })
       const started = performance.now()
       const { principal, method, cache } = await authenticate(token, route.auth.tokens, authn)

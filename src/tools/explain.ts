@@ -7,6 +7,7 @@ import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/
 import type { Principal } from '../pipeline/authn/principal.js'
 import { authorize } from '../pipeline/authz/scopes.js'
 import { normalizeTarget } from '../pipeline/normalize/path.js'
+import { BearerToken } from '../pipeline/extract/bearer.js'
 import { upstreamPath } from '../pipeline/forward/upstream.js'
 import { HTTP_BY_CODE } from '../http/error-reply.js'
 import { describeAuth } from './routes.js'
@@ -52,7 +53,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
       let principal: Principal
       if (input.token !== undefined) {
         const cache = new TieredCache<IntrospectionRecord>({ memory: new ExpiringLru(10), codec: introspectionCodec })
-        principal = (await authenticate(input.token, route.auth.tokens, { introspectionCache: cache })).principal
+        principal = (await authenticate(new BearerToken(input.token), route.auth.tokens, { introspectionCache: cache })).principal
         lines.push(`token: issuer ${principal.issuerId}, client ${principal.clientId ?? '-'}, subject ${principal.subject ?? '-'}, scopes ${[...principal.scopes].join(' ') || '-'}`)
       } else if (input.scopes !== undefined) {
         principal = { issuerId: '-', issuer: '-', subject: undefined, clientId: undefined, scopes: new Set(input.scopes), expiresAt: undefined, claims: {} }

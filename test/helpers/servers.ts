@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer, request as httpRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
 export interface Listening {
@@ -64,6 +64,8 @@ export interface RawResponse {
   headers: IncomingHttpHeaders
   body: string
   json<T = Record<string, unknown>>(): T
+  /** The client side's port: equal ports mean the requests shared a connection. */
+  localPort: number
 }
 
 export interface RawRequest {
@@ -73,6 +75,8 @@ export interface RawRequest {
   /** Name/value pairs; the same name may repeat. */
   headers?: Array<[string, string]>
   body?: string | Buffer
+  /** A keep-alive agent to send several requests on one connection; by default each request has its own. */
+  agent?: Agent
 }
 
 /** An HTTP/1.1 request whose path and headers go on the wire as given. */
@@ -84,13 +88,14 @@ export function send(baseUrl: string, req: RawRequest): Promise<RawResponse> {
   for (const [k, v] of given) flat.push(k, v)
   return new Promise((resolve, reject) => {
     const r = httpRequest(
-      { host: url.hostname, port: url.port, method: req.method ?? 'GET', path: req.path, headers: flat, agent: false },
+      { host: url.hostname, port: url.port, method: req.method ?? 'GET', path: req.path, headers: flat, agent: req.agent ?? false },
       (res) => {
+        const localPort = res.socket.localPort!
         const chunks: Buffer[] = []
         res.on('data', (c: Buffer) => chunks.push(c))
         res.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8')
-          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body) })
+          resolve({ status: res.statusCode!, headers: res.headers, body, json: () => JSON.parse(body), localPort })
         })
         res.on('error', reject)
       },

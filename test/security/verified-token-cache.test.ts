@@ -1,3 +1,4 @@
+import { Agent } from 'node:http'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { makeKey, sign, type TestKey } from '../helpers/keys.js'
@@ -72,6 +73,7 @@ describe('the verified-token cache', () => {
     expect(res.status).toBe(401)
     expect((await g.requestLog(res.headers['x-request-id'])).reason).toBe('key_unknown')
     jwks.keys = [key.publicJwk]
+    await new Promise((r) => setTimeout(r, 150)) // past the cooldown: the next unknown kid fetches the set again
   })
 
   it('a tampered copy of a cached token is verified, and refused', async () => {
@@ -79,5 +81,84 @@ describe('the verified-token cache', () => {
     expect((await call('/a', token)).status).toBe(200)
     const tampered = token.slice(0, -2) + (token.endsWith('AA') ? 'AB' : 'AA')
     expect((await call('/a', tampered)).status).toBe(401)
+  })
+})
+
+// A connection remembers the last token it sent (the parse and the cache key
+// are not computed again). Everything else must still happen on every request.
+describe('on one keep-alive connection', () => {
+  const onOneConnection = () => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const ports = new Set<number>()
+    const call = async (path: string, headers: Array<[string, string]>, query = '') => {
+      const res = await send(g.url, { path: path + query, headers, agent })
+      ports.add(res.localPort)
+      return res
+    }
+    return { call, ports, close: () => agent.destroy() }
+  }
+  const reason = async (res: { headers: Record<string, unknown> }) => (await g.requestLog(res.headers['x-request-id'] as string)).reason
+
+  it('a tampered token after a good one is verified and refused, and the good one still passes', async () => {
+    const c = onOneConnection()
+    const token = await sign(key, { iss: ISS, aud: 'api-a', scope: 'read' })
+    const tampered = token.slice(0, -2) + (token.endsWith('AA') ? 'AB' : 'AA')
+    expect((await c.call('/a', [bearer(token)])).status).toBe(200)
+    expect((await c.call('/a', [bearer(token)])).status).toBe(200)
+    const refused = await c.call('/a', [bearer(tampered)])
+    expect(refused.status).toBe(401)
+    expect(await reason(refused)).toBe('signature_invalid')
+    expect((await c.call('/a', [['Authorization', `bearer  ${token}`]])).status).toBe(200) // another spelling of the same credential
+    expect((await c.call('/a', [bearer(token)])).status).toBe(200)
+    expect(c.ports.size).toBe(1)
+    c.close()
+  })
+
+  it('the remembered header is still checked for a second token, on every request', async () => {
+    const c = onOneConnection()
+    const token = await sign(key, { iss: ISS, aud: 'api-a', scope: 'read' })
+    expect((await c.call('/a', [bearer(token)])).status).toBe(200)
+    expect((await c.call('/a', [bearer(token)], '?access_token=other')).status).toBe(400)
+    expect((await c.call('/a', [bearer(token), bearer(token)])).status).toBe(400)
+    expect((await c.call('/a', [['Authorization', 'Basic Zm9vOmJhcg==']])).status).toBe(401)
+    expect((await c.call('/a', [])).status).toBe(401)
+    expect((await c.call('/a', [bearer(token)])).status).toBe(200)
+    expect(c.ports.size).toBe(1)
+    c.close()
+  })
+
+  it('the remembered token is still checked against the route and its exp', async () => {
+    const c = onOneConnection()
+    const token = await sign(key, { iss: ISS, aud: 'api-b', scope: 'read' }, { expiresIn: 1 })
+    const first = await c.call('/b', [bearer(token)])
+    expect([first.status, await reason(first)]).toEqual([200, null])
+    expect((await c.call('/b-admin', [bearer(token)])).status).toBe(403)
+    const otherAudience = await c.call('/a', [bearer(token)])
+    expect(otherAudience.status).toBe(401)
+    expect(await reason(otherAudience)).toBe('audience_invalid')
+    await new Promise((r) => setTimeout(r, 1200))
+    const expired = await c.call('/b', [bearer(token)])
+    expect(expired.status).toBe(401)
+    expect(await reason(expired)).toBe('token_expired')
+    expect(c.ports.size).toBe(1)
+    c.close()
+  })
+
+  it('the remembered token is refused once its key is withdrawn', async () => {
+    const c = onOneConnection()
+    const token = await sign(key, { iss: ISS, aud: 'api-b', scope: 'read' })
+    expect((await c.call('/b', [bearer(token)])).status).toBe(200)
+    const other = await makeKey('ES256')
+    jwks.keys = [other.publicJwk]
+    await new Promise((r) => setTimeout(r, 150))
+    await c.call('/b', [bearer(await sign(other, { iss: ISS, aud: 'api-b', scope: 'read' }))]) // the refresh happens
+    await new Promise((r) => setTimeout(r, 50))
+    const refused = await c.call('/b', [bearer(token)])
+    expect(refused.status).toBe(401)
+    expect(await reason(refused)).toBe('key_unknown')
+    expect(c.ports.size).toBe(1)
+    jwks.keys = [key.publicJwk]
+    await new Promise((r) => setTimeout(r, 150))
+    c.close()
   })
 })

@@ -1,10 +1,11 @@
 import type { IntrospectionRecord } from './introspection.js'
 import { principalFromIntrospection, type IntrospectingIssuer } from './introspection.js'
 import { peekIssuer, verifyJwt, type TrustedIssuer } from './jwt.js'
-import { VerifiedTokenCache } from './verified-cache.js'
+import type { VerifiedTokenCache } from './verified-cache.js'
 import type { Principal } from './principal.js'
 import type { CacheSource, TieredCache } from '../../cache/tiered-cache.js'
 import { GatewayError } from '../../errors.js'
+import type { BearerToken } from '../extract/bearer.js'
 import type { ValidationMode } from '../../config/schema.js'
 
 /** An issuer as a route trusts it, with the validation mode in force on that route. */
@@ -48,9 +49,10 @@ export interface AuthnContext {
  * - `jwt_and_introspection`: verified locally, then asked (revocation).
  * A token that is not a JWT goes to the route's opaque-token issuer, if any.
  */
-export async function authenticate(token: string, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+export async function authenticate(bearer: BearerToken, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+  const token = bearer.value
   // A JWT verified before is found by its hash, without decoding it again.
-  const key = ctx.verifiedTokens && policy.verifiesJwts ? VerifiedTokenCache.key(token) : undefined
+  const key = ctx.verifiedTokens && policy.verifiesJwts ? bearer.keyFor(ctx.verifiedTokens) : undefined
   const hit = key === undefined ? undefined : ctx.verifiedTokens!.get(key)
   if (hit) {
     const entry = policy.byIss.get(hit.issuer.issuer)
@@ -68,15 +70,15 @@ export async function authenticate(token: string, policy: TokenPolicy, ctx: Auth
       case 'auto':
         return verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
       case 'introspection':
-        return introspect(token, entry.issuer as IntrospectingIssuer, ctx)
+        return introspect(bearer, entry.issuer as IntrospectingIssuer, ctx)
       case 'jwt_and_introspection': {
         const { principal } = await verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
-        const checked = await introspect(token, entry.issuer as IntrospectingIssuer, ctx)
+        const checked = await introspect(bearer, entry.issuer as IntrospectingIssuer, ctx)
         return { principal, method: 'introspection', cache: checked.cache }
       }
     }
   }
-  if (policy.opaque) return introspect(token, policy.opaque, ctx)
+  if (policy.opaque) return introspect(bearer, policy.opaque, ctx)
   throw new GatewayError('token_malformed', 'the token is not a JWT')
 }
 
@@ -97,11 +99,12 @@ async function verifyJwtCached(
   return { principal, method: 'jwt', cache: 'origin' }
 }
 
-async function introspect(token: string, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {
+async function introspect(bearer: BearerToken, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {
   const client = issuer.introspection
+  const token = bearer.value
   const now = ctx.now ?? Date.now
   const { value, source } = await ctx.introspectionCache.get(
-    client.cacheKey(token),
+    bearer.keyFor(client),
     async () => {
       const record = await client.introspect(token)
       return { value: record, ttlMs: client.ttlMs(record, now()) }

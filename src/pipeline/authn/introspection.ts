@@ -1,6 +1,7 @@
 import { createHash, createHmac, hash } from 'node:crypto'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
+import type { TokenKeyed } from '../extract/bearer.js'
 import { readLimited } from './remote-jwks.js'
 import { scopesFromClaims, type Principal } from './principal.js'
 
@@ -80,7 +81,7 @@ function optionalNumber(doc: Record<string, unknown>, name: string): number | un
  * a non-200 answer or a malformed document is `dependency_unavailable`:
  * never an allow, never cached as inactive.
  */
-export class IntrospectionClient {
+export class IntrospectionClient implements TokenKeyed {
   /** Identifies the endpoint in cache keys: results are never shared across issuers or endpoints. */
   readonly scope: string
 

@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto'
 import { ExpiringLru } from '../../cache/lru.js'
+import type { TokenKeyed } from '../extract/bearer.js'
 import type { TrustedIssuer } from './jwt.js'
 import type { Principal } from './principal.js'
 
@@ -19,7 +20,7 @@ interface Entry {
  * need are dropped to keep entries small. Time checks (`exp`, `nbf`) and
  * scopes are still applied on every request.
  */
-export class VerifiedTokenCache {
+export class VerifiedTokenCache implements TokenKeyed {
   private readonly entries: ExpiringLru<Entry>
 
   constructor(
@@ -30,7 +31,7 @@ export class VerifiedTokenCache {
   }
 
   /** SHA-256 of the token (the one-shot form: about half the cost of createHash on this path). */
-  static key(token: string): string {
+  cacheKey(token: string): string {
     return hash('sha256', token, 'base64url')
   }
 

@@ -4,6 +4,43 @@ import { GatewayError } from '../../errors.js'
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 const SCHEME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+(?: |$)/
 const MAX_TOKEN_LENGTH = 16 * 1024
+/** Longer Authorization headers are not remembered on their connection (real tokens are well below this). */
+const MAX_REMEMBERED_HEADER = 4 * 1024
+
+/** Something that keys its cache by a value derived from the token alone (a hash), never by the token itself. */
+export interface TokenKeyed {
+  cacheKey(token: string): string
+}
+
+/**
+ * A bearer token as the pipeline carries it. Each cache key derived from it
+ * is computed once per token object: a client on a keep-alive connection
+ * sends the same Authorization header on every request, and its connection
+ * hands back the same token object (see extractBearer).
+ */
+export class BearerToken {
+  private keys: Map<TokenKeyed, string> | undefined
+
+  constructor(readonly value: string) {}
+
+  /** `by.cacheKey(value)`, computed once per `by` (whose key must depend on the token alone). */
+  keyFor(by: TokenKeyed): string {
+    let key = this.keys?.get(by)
+    if (key === undefined) {
+      key = by.cacheKey(this.value)
+      ;(this.keys ??= new Map()).set(by, key)
+    }
+    return key
+  }
+}
+
+/**
+ * The last Authorization header each open connection sent, with the token
+ * taken from it. It lives in process memory with the connection (as the
+ * request being served does) and goes with it; it is never written to a
+ * cache, a shared store or a log.
+ */
+const lastOnConnection = new WeakMap<object, { readonly header: string; readonly token: BearerToken }>()
 
 export interface CredentialSources {
   /** Node's `rawHeaders`: [name, value, name, value, …]. */
@@ -12,6 +49,12 @@ export interface CredentialSources {
   readonly query: string
   /** The form-encoded body when there is one, as received. */
   readonly formBody: Buffer | undefined
+  /**
+   * The client connection (its socket), when the request has one: the token
+   * taken from an Authorization header is remembered there, and the same
+   * header again on that connection is not parsed again.
+   */
+  readonly connection?: object | undefined
 }
 
 /**
@@ -23,8 +66,10 @@ export interface CredentialSources {
  * could act on the other. An `access_token` in the query or body alone is
  * `token_location_unsupported` (tokens in URLs end up in logs).
  * A request with no bearer credential at all is `token_missing`.
+ * These checks run on every request; only the parse of a header its
+ * connection sent before (the very same string) is skipped.
  */
-export function extractBearer(sources: CredentialSources): string {
+export function extractBearer(sources: CredentialSources): BearerToken {
   let header: string | undefined
   const raw = sources.rawHeaders
   for (let i = 0; i < raw.length; i += 2) {
@@ -42,6 +87,9 @@ export function extractBearer(sources: CredentialSources): string {
     throw new GatewayError('token_missing', 'the request carries no bearer token')
   }
   if (elsewhere) throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
+  const connection = sources.connection
+  const last = connection === undefined ? undefined : lastOnConnection.get(connection)
+  if (last !== undefined && last.header === header) return last.token
   const match = BEARER.exec(header)
   if (match === null) {
     // Another scheme (Basic, DPoP…) is not a bearer token; a malformed Bearer is a bad request.
@@ -50,8 +98,10 @@ export function extractBearer(sources: CredentialSources): string {
     }
     throw new GatewayError('authorization_malformed', 'the Authorization header is not a well-formed Bearer credential')
   }
-  const token = match[1]!
-  if (token.length > MAX_TOKEN_LENGTH) throw new GatewayError('authorization_malformed', 'the bearer token is too long')
+  const value = match[1]!
+  if (value.length > MAX_TOKEN_LENGTH) throw new GatewayError('authorization_malformed', 'the bearer token is too long')
+  const token = new BearerToken(value)
+  if (connection !== undefined && header.length <= MAX_REMEMBERED_HEADER) lastOnConnection.set(connection, { header, token })
   return token
 }
 
