@@ -5,8 +5,10 @@
 // are there); the load generator (wrk when installed, else autocannon) and the
 // upstream share core 1. Rounds are interleaved and medians reported: these
 // machines are shared and noisy, so absolute numbers mean little, ratios more.
+// Each ratio is the median of its per-round ratios (the two targets measured
+// in the same round), printed with their spread.
 //
-// Settings (environment): BENCH_DURATION (s, default 5), BENCH_ROUNDS (3),
+// Settings (environment): BENCH_DURATION (s, default 5), BENCH_ROUNDS (5),
 // BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (100000; 0 skips),
 // BENCH_INSTRUCTIONS (requests counted per Node target under callgrind, e.g. 4000; 0, the default, skips:
 // see bench/instructions.ts).
@@ -20,7 +22,7 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
 import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? 100_000)
 const ONLY = process.env.BENCH_TARGETS?.split(',')
@@ -357,21 +359,37 @@ end
     }
   }
 
-  const ratio = (a: string, b: string) => (summary[a] && summary[b]?.rps ? Math.round((summary[a].rps / summary[b].rps) * 100) / 100 : undefined)
+  // A ratio is the median over rounds of the two targets' throughputs in the same round (measured
+  // back to back, so slow drifts of the machine cancel out); its spread is the lowest and highest round.
+  const perRound = (a: string, b: string) => {
+    const ra = results.get(a)
+    const rb = results.get(b)
+    if (!ra || !rb) return undefined
+    return ra.map((r, i) => r.rps / rb[i]!.rps).filter((x) => Number.isFinite(x))
+  }
+  const ratio = (a: string, b: string) => {
+    const xs = perRound(a, b)
+    return xs?.length ? Math.round(median(xs) * 100) / 100 : undefined
+  }
+  const spread = (a: string, b: string) => {
+    const xs = perRound(a, b)
+    return xs?.length ? `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}` : ''
+  }
+  const compare = (check: string, a: string, b: string) => ({ check, value: ratio(a, b), rounds: spread(a, b) })
   const targetsMet = [
-    { check: 'JWT route (RS256) / own public route', value: ratio('gateway-jwt-RS256', 'gateway-public'), goal: 0.9 },
-    { check: 'JWT route (ES256) / own public route', value: ratio('gateway-jwt-ES256', 'gateway-public'), goal: 0.9 },
-    { check: 'JWT route / do-it-yourself (RS256)', value: ratio('gateway-jwt-RS256', 'diy-RS256'), goal: 2 },
-    { check: 'JWT route / do-it-yourself (ES256)', value: ratio('gateway-jwt-ES256', 'diy-ES256'), goal: 2 },
-    { check: 'introspection (warm) / JWT route (RS256)', value: ratio('gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
-    { check: 'public route / fastify + @fastify/http-proxy', value: ratio('gateway-public', 'fastify-http-proxy'), goal: 1.2 },
-    { check: 'JWT route / HAProxy jwt_verify (RS256, stretch)', value: ratio('gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
+    { ...compare('JWT route (RS256) / own public route', 'gateway-jwt-RS256', 'gateway-public'), goal: 0.9 },
+    { ...compare('JWT route (ES256) / own public route', 'gateway-jwt-ES256', 'gateway-public'), goal: 0.9 },
+    { ...compare('JWT route / do-it-yourself (RS256)', 'gateway-jwt-RS256', 'diy-RS256'), goal: 2 },
+    { ...compare('JWT route / do-it-yourself (ES256)', 'gateway-jwt-ES256', 'diy-ES256'), goal: 2 },
+    { ...compare('introspection (warm) / JWT route (RS256)', 'gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
+    { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
+    { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
   // No goals: how far the gateway is from the least a Node proxy can do, and where HAProxy stands against that.
   const context = [
-    { check: 'public route / Node floor (node:http + undici)', value: ratio('gateway-public', 'node-floor') },
-    { check: 'JWT route (RS256) / Node floor', value: ratio('gateway-jwt-RS256', 'node-floor') },
-    { check: 'HAProxy jwt_verify / Node floor', value: ratio('haproxy-jwt-RS256', 'node-floor') },
+    compare('public route / Node floor (node:http + undici)', 'gateway-public', 'node-floor'),
+    compare('JWT route (RS256) / Node floor', 'gateway-jwt-RS256', 'node-floor'),
+    compare('HAProxy jwt_verify / Node floor', 'haproxy-jwt-RS256', 'node-floor'),
   ]
 
   console.log('\ntarget                   req/s  vs direct  p50 ms  p99 ms  CPU µs/req  peak RSS MB')
@@ -380,12 +398,12 @@ end
       `${name.padEnd(22)} ${String(s.rps).padStart(7)}  ${s.vs_direct.toFixed(2).padStart(9)}  ${s.p50_ms.toFixed(2).padStart(6)}  ${s.p99_ms.toFixed(2).padStart(6)}  ${s.cpu_us_per_req.toFixed(1).padStart(10)}  ${String(s.peak_rss_mb).padStart(11)}`,
     )
   }
-  console.log('\nratio                                              value  goal')
+  console.log('\nratio (median of the rounds)                       value     rounds  goal')
   for (const t of targetsMet) {
     if (t.value === undefined) continue
-    console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ≥ ${t.goal}  ${t.value >= t.goal ? 'met' : 'NOT met'}`)
+    console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ${t.rounds.padStart(9)}  ≥ ${t.goal}  ${t.value >= t.goal ? 'met' : 'NOT met'}`)
   }
-  for (const t of context) if (t.value !== undefined) console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}`)
+  for (const t of context) if (t.value !== undefined) console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ${t.rounds.padStart(9)}`)
   if (instructions) {
     // Fewer instructions is faster: each ratio is the baseline's count over the gateway's.
     const per = (a: string, b: string) => (instructions![a] && instructions![b] ? Math.round((instructions![b] / instructions![a]) * 100) / 100 : undefined)
