@@ -107,14 +107,28 @@ function parseWrkLatency(text: string, pct: string): number {
   return m[2] === 'us' ? v / 1000 : m[2] === 's' ? v * 1000 : v
 }
 
+/**
+ * A command's standard output, run asynchronously: this process keeps serving
+ * the introspection endpoint meanwhile (a cached introspection result expires
+ * during a long run, and the gateway then asks again).
+ */
+function output(cmd: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const chunks: Buffer[] = []
+    child.stdout.on('data', (c: Buffer) => chunks.push(c))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks).toString('utf8')) : reject(new Error(`${cmd} exited with ${code}`))))
+  })
+}
+
 async function load(url: string, headers: Record<string, string>, seconds: number, script?: string): Promise<Load> {
   if (WRK) {
     const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency']
     for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
     if (script) args.push('-s', script)
     args.push(url)
-    const [c, a] = pinned(1, 'wrk', args)
-    const out = spawnSync(c, a, { encoding: 'utf8', maxBuffer: 1 << 24 }).stdout
+    const out = await output(...pinned(1, 'wrk', args))
     const rps = Number(/Requests\/sec:\s+([0-9.]+)/.exec(out)?.[1] ?? 0)
     const non2xx = Number(/Non-2xx or 3xx responses:\s+([0-9]+)/.exec(out)?.[1] ?? 0)
     return { rps, p50: parseWrkLatency(out, '50'), p99: parseWrkLatency(out, '99'), non2xx }
@@ -122,8 +136,7 @@ async function load(url: string, headers: Record<string, string>, seconds: numbe
   const args = [join(ROOT, 'node_modules/autocannon/autocannon.js'), '-j', '-c', String(CONNECTIONS), '-d', String(seconds)]
   for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}=${v}`)
   args.push(url)
-  const [c, a] = pinned(1, process.execPath, args)
-  const out = JSON.parse(spawnSync(c, a, { encoding: 'utf8', maxBuffer: 1 << 24 }).stdout) as {
+  const out = JSON.parse(await output(...pinned(1, process.execPath, args))) as {
     requests: { average: number }
     latency: { p50: number; p99: number }
     non2xx: number
