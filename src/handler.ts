@@ -7,6 +7,7 @@ import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer } from './pipeline/extract/bearer.js'
 import { deliver, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
+import { canonicalHost } from './pipeline/normalize/host.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
@@ -88,13 +89,6 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, forwarder, fail)
   }
-}
-
-/** The host routes match on: lower-cased, without the root dot ("api.example.com." is "api.example.com"). */
-function canonicalHost(hostname: string | undefined): string {
-  if (!hostname) return ''
-  const lower = hostname.toLowerCase()
-  return lower.endsWith('.') ? lower.slice(0, -1) : lower
 }
 
 /** The client chain: addresses vouched for by trusted proxies, then the peer. */

@@ -40,7 +40,7 @@ export class ConfigReloader {
 
   /** Remembers the content in force, then watches for changes. */
   async start(): Promise<void> {
-    this.lastHash = await this.hash().catch(() => undefined)
+    this.lastHash = await readFile(this.file, 'utf8').then(digest, () => undefined)
     try {
       this.watcher = watch(dirname(this.file), (_event, name) => {
         // ConfigMap updates rename "..data"; an editor writes the file itself.
@@ -65,9 +65,6 @@ export class ConfigReloader {
     this.debounce = setTimeout(() => void this.reload('watch'), DEBOUNCE_MS)
   }
 
-  private async hash(): Promise<string> {
-    return createHash('sha256').update(await readFile(this.file)).digest('hex')
-  }
 
   /** Reloads now. A `watch` trigger skips content already seen; `signal` always re-reads. */
   reload(trigger: 'watch' | 'signal'): Promise<ReloadResult> {
@@ -84,7 +81,7 @@ export class ConfigReloader {
       this.refused([`${this.file}: cannot read the file (${(err as Error).message})`])
       return 'refused'
     }
-    const hash = createHash('sha256').update(text).digest('hex')
+    const hash = digest(text)
     if (trigger === 'watch' && hash === this.lastHash) return 'unchanged'
     this.lastHash = hash
     let next: CompiledConfig
@@ -110,6 +107,11 @@ export class ConfigReloader {
     this.metrics.reload('failure')
     this.logger.error({ errors }, 'configuration refused; the previous configuration stays in force')
   }
+}
+
+/** What tells one content of the file from another. */
+function digest(text: string): string {
+  return createHash('sha256').update(text).digest('hex')
 }
 
 /** Settings read once at start. */

@@ -6,6 +6,7 @@ import { authenticate } from '../pipeline/authn/authenticate.js'
 import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/introspection.js'
 import type { Principal } from '../pipeline/authn/principal.js'
 import { authorize } from '../pipeline/authz/scopes.js'
+import { canonicalHost } from '../pipeline/normalize/host.js'
 import { normalizeTarget } from '../pipeline/normalize/path.js'
 import { BearerToken } from '../pipeline/extract/bearer.js'
 import { upstreamPath } from '../pipeline/forward/upstream.js'
@@ -42,7 +43,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
   try {
     const target = normalizeTarget(input.path)
     lines.push(`request: ${input.method} ${target.path}${target.query}${input.host ? ` (host ${input.host})` : ''}`)
-    const match = config.router.match(input.method.toUpperCase(), (input.host ?? '').toLowerCase(), target.path)
+    const match = config.router.match(input.method.toUpperCase(), canonicalHost(input.host), target.path)
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
     const route = match.route
     lines.push(`route: ${route.id} (${route.methods?.join(',') ?? 'any method'} ${route.pattern.source}${route.host ? ` on ${route.host}` : ''})`)

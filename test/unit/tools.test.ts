@@ -56,6 +56,9 @@ describe('gateway explain', () => {
     const host = await explain(await config(), { method: 'GET', path: '/orders/1', host: 'admin.example.com', scopes: ['orders:read'] })
     expect(host).toMatchObject({ decision: 'deny', reason: 'scope_insufficient' })
     expect(host.lines[1]).toBe('route: admin-host (any method /* on admin.example.com)')
+    // The host is read as the gateway reads it: any case, with or without the root dot.
+    const spelled = await explain(await config(), { method: 'GET', path: '/orders/1', host: 'Admin.Example.com.', scopes: ['orders:read'] })
+    expect(spelled.lines[1]).toBe('route: admin-host (any method /* on admin.example.com)')
     expect(await explain(await config(), { method: 'GET', path: '/anything' })).toMatchObject({ decision: 'allow' })
   })
 
