@@ -11,6 +11,7 @@ import { createHandler, type ConfigSource } from './handler.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
 import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
+import { occasionally } from './log-throttle.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { Forwarder } from './pipeline/forward/upstream.js'
@@ -79,12 +80,19 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never, onStatus: (up) => metrics.redisUp(up) })
     : undefined
   if (sharedStore) metrics.redisUp(false)
+  const logTampered = occasionally(60_000, (count) =>
+    log.warn({ count }, 'shared cache values failed their integrity check and were ignored (altered, moved or forged in Redis?)'),
+  )
   const introspectionCache = new TieredCache<IntrospectionRecord>({
     memory: new ExpiringLru(current.cache.memoryEntries, now),
     shared: sharedStore && redis ? prefixed(sharedStore, redis.keyPrefix) : undefined,
     codec: introspectionCodec,
     now,
     onLookup: (tier, hit) => metrics.cacheLookup(tier, hit),
+    onIntegrityFailure: () => {
+      metrics.cacheIntegrityFailure()
+      logTampered()
+    },
   })
   const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
   const forwarder = new Forwarder()

@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
 import { ExpiringLru } from './lru.js'
 import type { SharedStore } from './redis-store.js'
 
@@ -17,6 +18,8 @@ export interface TieredCacheOptions<T> {
   readonly now?: () => number
   /** Observes each tier lookup (metrics). */
   readonly onLookup?: (tier: CacheTier, hit: boolean) => void
+  /** A shared value whose seal does not verify was found (and treated as a miss). */
+  readonly onIntegrityFailure?: () => void
 }
 
 export interface Loaded<T> {
@@ -25,12 +28,30 @@ export interface Loaded<T> {
   readonly ttlMs: number
 }
 
+/** The format of shared values; a value of any other format is a miss. */
+const FORMAT = 's1'
+const MAC_LENGTH = 43 // base64url of an HMAC-SHA-256
+
+/**
+ * The seal of a shared value: an HMAC-SHA-256, under a secret the caller
+ * derives from what the value vouches for (the token), over the format, the
+ * key it is stored under, its expiry and its whole encoded text. Whoever can
+ * write to the shared store but does not hold the secret cannot make, alter,
+ * move or extend a value that verifies.
+ */
+export function seal(secret: Buffer, key: string, expiresAt: number, text: string): string {
+  return createHmac('sha256', secret).update(`${FORMAT}\u0000${key}\u0000${expiresAt}\u0000`).update(text).digest('base64url')
+}
+
 /**
  * An in-process tier in front of an optional shared tier, with single flight:
  * concurrent loads of one key in this process share one call to the origin.
  *
- * Shared values are stored as `<expires-at ms>|<codec text>`; one that is
- * expired, malformed or not recognised by the codec is a miss.
+ * Shared values are stored as `s1|<seal>|<expires-at ms>|<codec text>`, the
+ * seal computed by `seal()` under the secret the caller hands to `get`. A
+ * value that is expired, malformed, not recognised by the codec, or whose seal
+ * does not verify is a miss; a bad seal is also reported (onIntegrityFailure).
+ * The in-process tier holds only values this process loaded or verified.
  */
 export class TieredCache<T> {
   private readonly inFlight = new Map<string, Promise<{ value: T; source: CacheSource }>>()
@@ -46,26 +67,31 @@ export class TieredCache<T> {
 
   /**
    * The cached value, or the origin's through `load` (once per key at a time).
-   * `accept` vets values read from the shared tier; a refused one is a miss.
+   * `secret` gives the sealing secret of this key's shared value; it is only
+   * called when the shared tier is used.
    */
-  get(key: string, load: () => Promise<Loaded<T>>, accept: (value: T) => boolean = () => true): Promise<{ value: T; source: CacheSource }> {
+  get(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer): Promise<{ value: T; source: CacheSource }> {
     const memory = this.options.memory.get(key)
     this.options.onLookup?.('memory', memory !== undefined)
     if (memory !== undefined) return Promise.resolve({ value: memory, source: 'memory' })
     let pending = this.inFlight.get(key)
     if (pending === undefined) {
-      pending = this.fill(key, load, accept).finally(() => this.inFlight.delete(key))
+      pending = this.fill(key, load, secret).finally(() => this.inFlight.delete(key))
       this.inFlight.set(key, pending)
     }
     return pending
   }
 
-  private async fill(key: string, load: () => Promise<Loaded<T>>, accept: (value: T) => boolean): Promise<{ value: T; source: CacheSource }> {
+  private async fill(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer): Promise<{ value: T; source: CacheSource }> {
     const shared = this.options.shared
+    let sealing: Buffer | undefined
     if (shared) {
       const text = await shared.get(key)
-      let found = text === undefined ? undefined : this.decode(text)
-      if (found !== undefined && !accept(found.value)) found = undefined
+      let found: { value: T; expiresAt: number } | undefined
+      if (text !== undefined) {
+        sealing = secret()
+        found = this.open(key, text, sealing)
+      }
       this.options.onLookup?.('shared', found !== undefined)
       if (found !== undefined) {
         this.options.memory.set(key, found.value, found.expiresAt)
@@ -74,20 +100,38 @@ export class TieredCache<T> {
     }
     const loaded = await load()
     if (loaded.ttlMs > 0) {
-      const expiresAt = this.now() + loaded.ttlMs
+      const expiresAt = this.now() + Math.ceil(loaded.ttlMs)
       this.options.memory.set(key, loaded.value, expiresAt)
-      if (shared) await shared.set(key, `${expiresAt}|${this.options.codec.encode(loaded.value)}`, loaded.ttlMs)
+      if (shared) {
+        const text = this.options.codec.encode(loaded.value)
+        const mac = seal((sealing ??= secret()), key, expiresAt, text)
+        await shared.set(key, `${FORMAT}|${mac}|${expiresAt}|${text}`, loaded.ttlMs)
+      }
     }
     return { value: loaded.value, source: 'origin' }
   }
 
-  private decode(text: string): { value: T; expiresAt: number } | undefined {
-    const bar = text.indexOf('|')
-    if (bar < 1) return undefined
-    const expiresAt = Number(text.slice(0, bar))
-    if (!Number.isSafeInteger(expiresAt) || expiresAt <= this.now()) return undefined
-    const value = this.options.codec.decode(text.slice(bar + 1))
-    return value === undefined ? undefined : { value, expiresAt }
+  /** Verifies and decodes a shared value; undefined for anything but a live value sealed for this key. */
+  private open(key: string, stored: string, secret: Buffer): { value: T; expiresAt: number } | undefined {
+    const head = FORMAT.length + 1 + MAC_LENGTH + 1
+    if (!stored.startsWith(`${FORMAT}|`) || stored.charCodeAt(head - 1) !== 0x7c) return this.tampered()
+    const bar = stored.indexOf('|', head)
+    if (bar < 0) return this.tampered()
+    const expiresText = stored.slice(head, bar)
+    const text = stored.slice(bar + 1)
+    const expiresAt = Number(expiresText)
+    if (!/^[0-9]{1,16}$/.test(expiresText) || !Number.isSafeInteger(expiresAt)) return this.tampered()
+    const given = Buffer.from(stored.slice(FORMAT.length + 1, head - 1))
+    const expected = Buffer.from(seal(secret, key, expiresAt, text))
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return this.tampered()
+    if (expiresAt <= this.now()) return undefined
+    const value = this.options.codec.decode(text)
+    return value === undefined ? this.tampered() : { value, expiresAt }
+  }
+
+  private tampered(): undefined {
+    this.options.onIntegrityFailure?.()
+    return undefined
   }
 
   /** Forgets a key in this process (the shared tier expires on its own). */

@@ -28,6 +28,7 @@ export class Metrics implements Observer {
   readonly upstreamDuration: HistogramSeries
   readonly introspections: CounterSeries
   readonly cacheLookups: CounterSeries
+  readonly cacheIntegrityFailures: CounterSeries
   readonly jwksFetches: CounterSeries
   readonly reloads: CounterSeries
   readonly lastReload: Gauge
@@ -76,6 +77,13 @@ export class Metrics implements Observer {
       ['tier', 'result'],
       this.registry,
     )
+    this.cacheIntegrityFailures = new CounterSeries(
+      'gateway_token_cache_integrity_failures_total',
+      'Values in the shared cache whose seal did not verify (altered, moved or forged in Redis); each was treated as a miss.',
+      ['tier'],
+      this.registry,
+    )
+    this.cacheIntegrityFailures.inc(['shared'], 0)
     this.jwksFetches = new CounterSeries('gateway_jwks_fetches_total', 'JWKS fetches, by issuer and outcome (success, failure).', ['issuer', 'outcome'], this.registry)
     this.reloads = new CounterSeries('gateway_config_reloads_total', 'Configuration reloads, by outcome (success, failure).', ['outcome'], this.registry)
     // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
@@ -125,6 +133,10 @@ export class Metrics implements Observer {
     this.cacheLookups.inc([tier, hit ? 'hit' : 'miss'])
   }
 
+  cacheIntegrityFailure(): void {
+    this.cacheIntegrityFailures.inc(['shared'])
+  }
+
   redisUp(up: boolean): void {
     this.redis.set(up ? 1 : 0)
   }
@@ -143,6 +155,7 @@ export const METRIC_NAMES = [
   'gateway_upstream_duration_seconds',
   'gateway_introspection_requests_total',
   'gateway_token_cache_lookups_total',
+  'gateway_token_cache_integrity_failures_total',
   'gateway_jwks_fetches_total',
   'gateway_config_reloads_total',
   'gateway_config_last_reload_success_timestamp_seconds',

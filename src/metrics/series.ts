@@ -79,6 +79,11 @@ export class CounterSeries {
     this.series.get(values).count += by
   }
 
+  /** The count of one series (0 when it was never incremented). */
+  value(values: readonly string[]): number {
+    return this.series.get(values).count
+  }
+
   async get(): Promise<Snapshot> {
     const values = this.series.all.map((s) => ({ value: s.count, labels: labelsOf(this.labelNames, s.values) }))
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }

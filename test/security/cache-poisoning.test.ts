@@ -4,6 +4,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js'
 import { deletePrefix, SHARED_REDIS_URL, uniquePrefix } from '../helpers/redis.js'
 import { bearer, send, startEchoUpstream, type Listening } from '../helpers/servers.js'
+import { seal } from '../../src/cache/tiered-cache.js'
 
 // Cache hygiene: what sits in the shared Redis can never turn into an allow
 // unless the introspection endpoint said so for that very token.
@@ -50,19 +51,55 @@ let n = 0
 const newToken = () => `tok-${process.pid}-${++n}-${Math.random().toString(36).slice(2)}`
 const activeFor = (token: string) =>
   as.tokens.set(token, { active: true, iss: ISS, aud: 'api', scope: 'read', exp: Math.floor(Date.now() / 1000) + 600 })
-const forged = (binding: string) =>
-  `${Date.now() + 60_000}|v1:` + JSON.stringify({ active: true, iss: ISS, aud: ['api'], scope: 'read', sub: 'forged', binding })
+/** A sealed shared value as the gateway writes it (`secret` chosen by the test: what an attacker could compute, or not). */
+const sealed = (key: string, record: object, secret: Buffer, expiresAt = Date.now() + 60_000) => {
+  const text = 'v2:' + JSON.stringify(record)
+  return `s1|${seal(secret, key, expiresAt, text)}|${expiresAt}|${text}`
+}
+const FORGED = { active: true, iss: ISS, aud: ['api'], scope: 'read admin', sub: 'root', client_id: 'root-client' }
+const integrityFailures = () => g.gateway.metrics.cacheIntegrityFailures.value(['shared'])
 
-describe('values planted in Redis', () => {
-  it('a well-formed "active" value without the right binding is a miss, and the endpoint decides', async () => {
-    const token = newToken() // inactive at the endpoint
-    await redis.set(redisKey(token), forged('not-the-binding'), 'PX', 60_000)
+describe('values altered in Redis', () => {
+  it('a record rewritten in place (sub root, scope admin) keeping its seal is a miss; the endpoint decides', async () => {
+    const token = newToken()
+    as.tokens.set(token, { active: true, iss: ISS, aud: 'api', scope: 'read', sub: 'alice', client_id: 'alice-app', exp: Math.floor(Date.now() / 1000) + 600 })
+    expect((await call(token)).status).toBe(200)
+    const stored = (await redis.get(redisKey(token)))!
+    const rewritten = stored.replace('"sub":"alice"', '"sub":"root"').replace('"scope":"read"', '"scope":"read admin"')
+    expect(rewritten).not.toBe(stored)
+    await redis.set(redisKey(token), rewritten, 'PX', 60_000)
+    g.gateway.introspectionCache.forget(client().cacheKey(token)) // another replica: nothing in its memory
+    const before = integrityFailures()
     const res = await call(token)
-    expect(res.status).toBe(401)
-    expect(as.calls.get(token)).toBe(1)
+    expect(res.status).toBe(200)
+    expect(res.json<{ headers: Record<string, string> }>().headers['x-subject']).toBe('alice')
+    expect(as.calls.get(token)).toBe(2)
+    expect(integrityFailures()).toBe(before + 1)
   })
 
-  it('a value copied from another token\'s key is a miss', async () => {
+  it('an inactive record turned active keeping its seal is a miss', async () => {
+    const token = newToken() // inactive at the endpoint
+    expect((await call(token)).status).toBe(401)
+    const stored = (await redis.get(redisKey(token)))!
+    await redis.set(redisKey(token), stored.replace('"active":false', '"active":true,"iss":"' + ISS + '","aud":["api"],"scope":"read"'), 'PX', 60_000)
+    g.gateway.introspectionCache.forget(client().cacheKey(token))
+    expect((await call(token)).status).toBe(401)
+    expect(as.calls.get(token)).toBe(2)
+  })
+
+  it('a record whose expiry was pushed back keeping its seal is a miss', async () => {
+    const token = newToken()
+    activeFor(token)
+    expect((await call(token)).status).toBe(200)
+    const stored = (await redis.get(redisKey(token)))!
+    const [format, mac, expires, ...rest] = stored.split('|')
+    await redis.set(redisKey(token), [format, mac, String(Number(expires) + 3_600_000), ...rest].join('|'), 'PX', 60_000)
+    g.gateway.introspectionCache.forget(client().cacheKey(token))
+    expect((await call(token)).status).toBe(200)
+    expect(as.calls.get(token)).toBe(2)
+  })
+
+  it("a value copied from another token's key is a miss", async () => {
     const good = newToken()
     activeFor(good)
     expect((await call(good)).status).toBe(200)
@@ -74,7 +111,14 @@ describe('values planted in Redis', () => {
     expect(as.calls.get(victim)).toBe(1)
   })
 
-  const corrupt = ['garbage', '123|not json', `${Date.now() + 60_000}|v1:{"active":true}`, `${Date.now() + 60_000}|v2:{}`, `${Date.now() - 1}|v1:{"active":true,"binding":"x"}`, `x|v1:{}`, `${Date.now() + 60_000}|v1:{"active":"yes","binding":"x"}`, `${Date.now() + 60_000}|v1:{"active":true,"binding":"x","admin":true}`]
+  it('a forged value for a token the attacker does not hold cannot be sealed', async () => {
+    const token = newToken() // inactive at the endpoint; the attacker sees only its key in Redis
+    await redis.set(redisKey(token), sealed(client().cacheKey(token), FORGED, client().sealSecret('some-other-token')), 'PX', 60_000)
+    expect((await call(token)).status).toBe(401)
+    expect(as.calls.get(token)).toBe(1)
+  })
+
+  const corrupt = ['garbage', '123|not json', 's1|x|1|v2:{}', `v1:{"active":true}`, `${Date.now() + 60_000}|v1:{"active":true,"binding":"x"}`, `s1|${'A'.repeat(43)}|${Date.now() + 60_000}|v2:{"active":true}`, `s1|${'A'.repeat(43)}|-1|v2:{}`]
   for (const value of corrupt) {
     it(`corrupt value ${JSON.stringify(value.slice(0, 40))} is a miss`, async () => {
       const token = newToken()
@@ -87,17 +131,19 @@ describe('values planted in Redis', () => {
 })
 
 describe('with an integrity key', () => {
-  it('a value with the binding an attacker can compute without the key is a miss', async () => {
+  it('even the holder of a token cannot forge its record: sealed without the key it is a miss', async () => {
     const keyed = await startGateway(config(', integrity_key: "0123456789abcdef0123456789abcdef-secret"'))
     try {
       for (let i = 0; i < 100 && !keyed.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 20))
-      const token = newToken() // inactive at the endpoint
-      const unkeyed = client() // the gateway without a key computes the binding as an attacker would
-      await redis.set(redisKey(token), forged(unkeyed.binding(token)), 'PX', 60_000)
-      // Without the key the planted value is accepted: that is what the key is for.
+      const token = newToken() // the attacker's own token: inactive (say, revoked) at the endpoint
+      const key = client().cacheKey(token)
+      // Without the key, whoever holds the token can seal a record for it: that is what the key is for.
+      await redis.set(redisKey(token), sealed(key, FORGED, client().sealSecret(token)), 'PX', 60_000)
       expect((await call(token)).status).toBe(200)
       const res = await send(keyed.url, { path: '/r', headers: [bearer(token)] })
       expect(res.status).toBe(401)
+      expect(keyed.gateway.metrics.cacheIntegrityFailures.value(['shared'])).toBe(1)
+      expect(keyed.logs.some((l) => l.msg.includes('integrity check'))).toBe(true)
     } finally {
       await keyed.close()
     }

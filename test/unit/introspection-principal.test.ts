@@ -10,7 +10,7 @@ const issuer = (): IntrospectingIssuer =>
     introspection: { settings: { requireAudience: true } },
   }) as unknown as IntrospectingIssuer
 
-const record: IntrospectionRecord = { active: true, iss: 'https://as.example', aud: ['api'], sub: 'u1', client_id: 'c1', scope: 'read write', exp: 2_000, binding: 'b' }
+const record: IntrospectionRecord = { active: true, iss: 'https://as.example', aud: ['api'], sub: 'u1', client_id: 'c1', scope: 'read write', exp: 2_000 }
 
 describe('principalFromIntrospection', () => {
   it('builds the principal of a record once per issuer object', () => {

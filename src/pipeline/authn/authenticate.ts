@@ -109,8 +109,8 @@ async function introspect(bearer: BearerToken, issuer: IntrospectingIssuer, ctx:
       const record = await client.introspect(token)
       return { value: record, ttlMs: client.ttlMs(record, now()) }
     },
-    // Only values read from the shared tier are checked (and only then is the binding computed).
-    (record) => record.binding === client.binding(token),
+    // Computed only when the shared tier is read or written.
+    () => client.sealSecret(token),
   )
   return { principal: principalFromIntrospection(issuer, value, now() / 1000), method: 'introspection', cache: source }
 }

@@ -22,8 +22,6 @@ export interface IntrospectionRecord {
   readonly token_use?: string
   /** Other claims configured as identity headers. */
   readonly claims?: Readonly<Record<string, unknown>>
-  /** Ties the record to its token, so a value moved to another key is refused. */
-  readonly binding: string
 }
 
 export interface IntrospectionSettings {
@@ -38,7 +36,7 @@ export interface IntrospectionSettings {
   readonly requireAudience: boolean
   /** Extra claims to keep for identity headers. */
   readonly keepClaims: readonly string[]
-  /** The secret of the value-to-token binding (cache.redis.integrity_key). */
+  /** The secret the seals of shared cache values are made under, with the token (cache.redis.integrity_key). */
   readonly integrityKey?: string | undefined
   /** Observes each call (metrics). */
   readonly onCall?: (outcome: 'active' | 'inactive' | 'error') => void
@@ -98,13 +96,15 @@ export class IntrospectionClient implements TokenKeyed {
   }
 
   /**
-   * Stored inside each cached value and checked on every shared-tier read: a
-   * value moved to another key does not match. With an integrity key it is an
-   * HMAC, which someone who can write to Redis cannot compute.
+   * The secret that seals this token's record in the shared tier (see
+   * TieredCache): derived from the token, which the shared store never sees,
+   * and, with an integrity key, from that key too. Without the key, whoever
+   * can write to Redis can forge records only for tokens they already hold;
+   * with it, for none.
    */
-  binding(token: string): string {
-    const mac = this.settings.integrityKey ? createHmac('sha256', this.settings.integrityKey) : createHash('sha256').update('binding\u0000')
-    return mac.update(this.scope).update('\u0000').update(token).digest('base64url').slice(0, 22)
+  sealSecret(token: string): Buffer {
+    const mac = this.settings.integrityKey ? createHmac('sha256', this.settings.integrityKey) : createHash('sha256')
+    return mac.update('seal\u0000').update(this.scope).update('\u0000').update(token).digest()
   }
 
   /** How long a record may be cached: inactive briefly, active never beyond its exp. */
@@ -152,12 +152,11 @@ export class IntrospectionClient implements TokenKeyed {
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc) || typeof (doc as { active?: unknown }).active !== 'boolean') {
       throw new Error('introspection response has no boolean "active"')
     }
-    return this.record(doc as Record<string, unknown>, token)
+    return this.record(doc as Record<string, unknown>)
   }
 
-  private record(doc: Record<string, unknown>, token: string): IntrospectionRecord {
-    const binding = this.binding(token)
-    if (doc.active !== true) return { active: false, binding }
+  private record(doc: Record<string, unknown>): IntrospectionRecord {
+    if (doc.active !== true) return { active: false }
     const aud = doc.aud
     let audiences: string[] | undefined
     if (typeof aud === 'string') audiences = [aud]
@@ -167,7 +166,6 @@ export class IntrospectionClient implements TokenKeyed {
     for (const name of this.settings.keepClaims) if (doc[name] !== undefined) claims[name] = doc[name]
     const record: IntrospectionRecord = {
       active: true,
-      binding,
       ...defined('iss', optionalString(doc, 'iss')),
       ...defined('sub', optionalString(doc, 'sub')),
       ...defined('client_id', optionalString(doc, 'client_id')),
@@ -241,16 +239,17 @@ function toPrincipal(issuer: IntrospectingIssuer, record: IntrospectionRecord): 
   }
 }
 
-const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'claims', 'binding'])
+const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'claims'])
 
 /**
- * The shared-tier format of records: versioned JSON, decoded strictly. Any
- * value that is not exactly a record of this version is a miss.
+ * The shared-tier format of records: versioned JSON, decoded strictly (the
+ * whole text is sealed by the cache). Any value that is not exactly a record
+ * of this version is a miss.
  */
 export const introspectionCodec: Codec<IntrospectionRecord> = {
-  encode: (record) => 'v1:' + JSON.stringify(record),
+  encode: (record) => 'v2:' + JSON.stringify(record),
   decode(text) {
-    if (!text.startsWith('v1:')) return undefined
+    if (!text.startsWith('v2:')) return undefined
     let doc: unknown
     try {
       doc = JSON.parse(text.slice(3))
@@ -259,7 +258,7 @@ export const introspectionCodec: Codec<IntrospectionRecord> = {
     }
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return undefined
     const r = doc as Record<string, unknown>
-    if (typeof r.active !== 'boolean' || typeof r.binding !== 'string') return undefined
+    if (typeof r.active !== 'boolean') return undefined
     if (!Object.keys(r).every((k) => RECORD_FIELDS.has(k))) return undefined
     for (const k of ['iss', 'sub', 'client_id', 'scope', 'token_type', 'token_use'] as const) if (r[k] !== undefined && typeof r[k] !== 'string') return undefined
     for (const k of ['exp', 'nbf'] as const) if (r[k] !== undefined && typeof r[k] !== 'number') return undefined
