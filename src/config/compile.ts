@@ -11,7 +11,7 @@ import { loadStaticKey } from '../pipeline/authn/static-keys.js'
 import type { RouteScopes, ScopeRule } from '../pipeline/authz/scopes.js'
 import { parsePattern, PatternError, staticPrefix } from '../pipeline/match/pattern.js'
 import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/router.js'
-import { ALWAYS_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
+import { BUILT_IN_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
 import type { Target } from '../pipeline/forward/targets.js'
 import type { Observer } from '../metrics/metrics.js'
@@ -94,18 +94,20 @@ export interface CompileOptions {
   readonly observer?: Pick<Observer, 'jwksFetch' | 'introspection'> | undefined
 }
 
-/** Header names that identity headers may not take. */
+/** Header names (folded) that identity headers may not take: they mean something else to HTTP or to proxies. */
 const RESERVED_HEADERS = new Set([
   'host',
   'authorization',
   'content-length',
   'content-type',
+  'content-encoding',
   'transfer-encoding',
   'connection',
   'cookie',
   'expect',
-  ...ALWAYS_STRIPPED,
+  ...BUILT_IN_STRIPPED,
 ])
+const RESERVED_PREFIXES = ['x-forwarded-', 'x-original-', 'x-rewrite-', 'x-real-', 'x-envoy-', 'content-', 'sec-', 'grpc-', 'traceparent', 'tracestate']
 
 export function splitListen(listen: string): { host: string; port: number } {
   const i = listen.lastIndexOf(':')
@@ -543,9 +545,11 @@ function compileHeaders(config: Config, report: (path: FieldPath, message: strin
   const seen = new Map<string, string>()
   const check = (path: FieldPath, header: string) => {
     const folded = foldHeaderName(header)
-    if (RESERVED_HEADERS.has(folded)) report(path, `"${header}" is a header the gateway cannot hand over to identity`)
+    if (RESERVED_HEADERS.has(folded) || RESERVED_PREFIXES.some((p) => folded.startsWith(p))) {
+      report(path, `"${header}" is a header the gateway cannot hand over to identity`)
+    }
     const other = seen.get(folded)
-    if (other) report(path, `"${header}" is the same header as ${other} once case, "_" and "." are folded`)
+    if (other) report(path, `"${header}" is the same header as ${other} once case and punctuation are folded`)
     seen.set(folded, path.join('.'))
   }
   check(['identity_headers', 'client_id'], names.clientId)
@@ -553,5 +557,5 @@ function compileHeaders(config: Config, report: (path: FieldPath, message: strin
   check(['identity_headers', 'scopes'], names.scopes)
   check(['identity_headers', 'issuer'], names.issuer)
   for (const [claim, header] of names.claims) check(['identity_headers', 'claims', claim], header)
-  return buildHeaderPolicy(names)
+  return buildHeaderPolicy(names, h.strip_request_headers ?? [])
 }

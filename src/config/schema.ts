@@ -325,6 +325,19 @@ export const ConfigSchema = Type.Object(
           scopes: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.scopes, description: 'carries the granted scopes, space-separated' })),
           issuer: Type.Optional(Type.String({ ...HeaderName, default: DEFAULTS.identityHeaders.issuer, description: 'carries iss' })),
           claims: Type.Optional(Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.:-]+$' }), HeaderName, { ...strict, description: 'more claims to forward: claim name → header name' })),
+          strip_request_headers: Type.Optional(
+            Type.Array(
+              Type.String({
+                pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*\\*?$',
+                description: 'a header name, or a name prefix ending in "*" ("X-Internal-*")',
+              }),
+              {
+                uniqueItems: true,
+                description:
+                  'more request headers never forwarded as the client sent them, on every route (in every spelling a backend may fold into the same name); added to the built-in families, which cannot be removed',
+              },
+            ),
+          ),
         },
         { ...strict, description: 'headers the gateway sets from the verified token (and always strips from requests)' },
       ),

@@ -15,31 +15,38 @@ export interface HeaderPolicy {
   readonly identity: IdentityHeaderNames
   /** Folded names (see foldHeaderName) removed from every request before anything is added. */
   readonly strip: ReadonlySet<string>
+  /** Folded name prefixes removed the same way. */
+  readonly stripPrefixes: readonly string[]
 }
 
 /**
- * Request headers that are never forwarded as the client sent them:
- * forwarding headers the gateway sets itself, headers some frameworks let
- * override the path or method that was authorized, and hop-by-hop headers
- * (those named in `Connection` are removed by the proxy before this runs).
+ * Request headers a client may never hand to an upstream, by family: whatever
+ * the gateway sets itself, whatever some proxy, load balancer or identity
+ * layer sets for its upstreams (so some framework trusts it), and whatever
+ * lets a framework override the path or the method that was authorized. A
+ * name is matched after folding (foldHeaderName), so every spelling a backend
+ * may read as the same name is covered. Operators can add names and prefixes
+ * (identity_headers.strip_request_headers) but not remove these.
  */
-export const ALWAYS_STRIPPED = [
-  'x-forwarded-for',
-  'x-forwarded-proto',
-  'x-forwarded-host',
-  'x-forwarded-port',
-  'x-forwarded-prefix',
-  'x-forwarded-server',
+export const BUILT_IN_STRIPPED = [
+  // forwarding and client-address headers, set by proxies
   'forwarded',
+  'x-forwarded',
   'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'client-ip',
+  'x-originating-ip',
   'x-request-id',
-  'x-original-url',
-  'x-original-uri',
-  'x-rewrite-url',
+  'x-correlation-id',
+  // path and method overrides some frameworks honour
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
+  // credentials meant for a proxy
   'proxy-authorization',
+  // hop-by-hop (those named in Connection go as well)
   'keep-alive',
   'proxy-connection',
   'te',
@@ -47,20 +54,68 @@ export const ALWAYS_STRIPPED = [
   'upgrade',
 ] as const
 
+/** Name prefixes of the same families (folded). */
+export const BUILT_IN_STRIPPED_PREFIXES = [
+  'x-forwarded-', // X-Forwarded-For/-Host/-Proto/-User/-Email/-Groups/-Access-Token/-Client-Cert/-Ssl/…
+  'x-original-', // X-Original-URL/-URI/-Method/-Host
+  'x-rewrite-',
+  'x-real-',
+  'x-remote-', // X-Remote-User/-Addr/-IP
+  'x-client-', // X-Client-IP/-Cert/-Verify/-DN, and the default X-Client-Id
+  'x-cluster-client-',
+  'x-proxy-user',
+  'x-proxyuser-',
+  'x-auth-', // X-Auth-Request-User (oauth2-proxy), X-Auth-User, X-Auth-Token…
+  'x-authenticated-',
+  'x-user-',
+  'x-consumer-', // Kong
+  'x-credential-',
+  'x-userinfo',
+  'x-id-token',
+  'x-access-token',
+  'x-gateway-',
+  'x-envoy-',
+  'x-amzn-oidc-', // AWS ALB
+  'x-ms-client-principal', // Azure App Service
+  'x-goog-authenticated-', // Google IAP
+  'x-ssl-', // X-SSL-Client-Cert, X-SSL-Client-Verify (nginx conventions)
+] as const
+
+/** Folded name endings of the client-address family (`X-Whatever-Client-IP`, `CDN-Connecting-IP`). */
+const STRIPPED_SUFFIXES = ['-client-ip', '-connecting-ip', '-real-ip', '-forwarded-for'] as const
+
 /**
- * The name a lenient backend may read a header as: case-folded, with `_` and
- * `.` read as `-` (CGI, nginx with underscores_in_headers, some frameworks).
+ * The name a lenient backend may read a header as: case-folded, with every
+ * character other than a letter or a digit read as `-` (CGI and PHP turn
+ * `-` `.` and `_` into `_`, nginx with underscores_in_headers, frameworks
+ * that fold further).
  */
 export function foldHeaderName(name: string): string {
-  return name.toLowerCase().replace(/[_.]/g, '-')
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '-')
 }
 
-export function buildHeaderPolicy(identity: IdentityHeaderNames): HeaderPolicy {
-  const strip = new Set<string>(ALWAYS_STRIPPED)
+/** Whether a folded name is one that never reaches an upstream as the client sent it. */
+export function isStripped(policy: HeaderPolicy, folded: string): boolean {
+  if (policy.strip.has(folded)) return true
+  for (const prefix of policy.stripPrefixes) if (folded.startsWith(prefix)) return true
+  for (const suffix of STRIPPED_SUFFIXES) if (folded.endsWith(suffix)) return true
+  return false
+}
+
+/**
+ * @param extra operator additions: header names, or prefixes ending in `*`
+ */
+export function buildHeaderPolicy(identity: IdentityHeaderNames, extra: readonly string[] = []): HeaderPolicy {
+  const strip = new Set<string>(BUILT_IN_STRIPPED)
+  const stripPrefixes = new Set<string>(BUILT_IN_STRIPPED_PREFIXES)
   for (const name of [identity.clientId, identity.subject, identity.scopes, identity.issuer, ...identity.claims.map(([, h]) => h)]) {
     strip.add(foldHeaderName(name))
   }
-  return { identity, strip }
+  for (const name of extra) {
+    if (name.endsWith('*')) stripPrefixes.add(foldHeaderName(name.slice(0, -1)))
+    else strip.add(foldHeaderName(name))
+  }
+  return { identity, strip, stripPrefixes: [...stripPrefixes] }
 }
 
 const HEADER_VALUE = /^[\x20-\x7e]*$/
@@ -116,6 +171,9 @@ export function connectionNamed(connection: string | string[] | undefined): stri
   return connection.toLowerCase().split(',').map((s) => s.trim())
 }
 
+/** Names already in folded form (Node lower-cases header names). */
+const FOLDED = /^[a-z0-9-]*$/
+
 /** Hop-by-hop and framing headers the proxy sets itself on each connection. */
 const CONNECTION_LEVEL = ['connection', 'transfer-encoding', 'host', 'expect']
 
@@ -123,18 +181,18 @@ const CONNECTION_LEVEL = ['connection', 'transfer-encoding', 'host', 'expect']
  * The headers sent upstream, from the client's (Node's lower-cased
  * `req.headers`). Cleans, then adds: `Connection` and every header it names
  * go first (so a client cannot make the proxy drop what it adds), then every
- * header whose folded name the gateway owns (any case, `_` or `.` for `-`),
- * on every route; then the gateway's own values are set.
+ * header whose folded name is in a family the gateway owns (isStripped), on
+ * every route; then the gateway's own values are set.
  */
 export function rewriteRequestHeaders(incoming: Readonly<Record<string, string | string[] | undefined>>, ctx: OutgoingHeaderContext): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {}
   const named = connectionNamed(incoming.connection)
-  const strip = ctx.policy.strip
+  const policy = ctx.policy
   for (const key in incoming) {
     const value = incoming[key]
     if (value === undefined) continue
-    const folded = key.includes('_') || key.includes('.') ? foldHeaderName(key) : key
-    if (strip.has(folded) || CONNECTION_LEVEL.includes(key) || named?.includes(key)) continue
+    const folded = FOLDED.test(key) ? key : foldHeaderName(key)
+    if (isStripped(policy, folded) || CONNECTION_LEVEL.includes(key) || named?.includes(key)) continue
     headers[key] = value
   }
   if (!ctx.forwardAuthorization) delete headers.authorization
