@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'audience_invalid'
   | 'type_invalid'
   | 'key_unknown'
+  | 'key_unusable'
   | 'claims_invalid'
   // authenticated but not allowed (403)
   | 'scope_insufficient'

@@ -7,7 +7,7 @@ import type { Gateway } from './app.js'
 import { compileConfig, type CompiledConfig } from './config/compile.js'
 import { ConfigError, formatIssue } from './config/errors.js'
 import { parseConfig } from './config/load.js'
-import type { Metrics } from './metrics/metrics.js'
+import type { DependencyObserver, Metrics } from './metrics/metrics.js'
 
 export type ReloadResult = 'applied' | 'unchanged' | 'refused'
 
@@ -35,6 +35,7 @@ export class ConfigReloader {
     private readonly gateway: Gateway,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    private readonly observer: DependencyObserver,
     private readonly env: NodeJS.ProcessEnv = process.env,
   ) {}
 
@@ -86,7 +87,7 @@ export class ConfigReloader {
     this.lastHash = hash
     let next: CompiledConfig
     try {
-      next = await compileConfig(parseConfig(text, this.file, this.env), { previous: this.gateway.current, observer: this.metrics })
+      next = await compileConfig(parseConfig(text, this.file, this.env), { previous: this.gateway.current, observer: this.observer })
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err
       this.refused(err.issues.map(formatIssue))

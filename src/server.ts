@@ -10,6 +10,7 @@ import { loadCompiledConfig } from './config/index.js'
 import { createLogger, flushLogger } from './logger.js'
 import { Metrics } from './metrics/metrics.js'
 import { ConfigReloader } from './reload.js'
+import { LoggedObserver } from './dependency-log.js'
 
 export interface RunningGateway {
   readonly gateway: Gateway
@@ -26,7 +27,8 @@ export interface RunningGateway {
 /** Loads the config file, builds the proxy and admin apps, listens and watches the file. */
 export async function startGateway(file: string, logger: Logger = createLogger(), env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const metrics = new Metrics()
-  const config = await loadCompiledConfig(file, { observer: metrics, env })
+  const observer = new LoggedObserver(metrics, logger)
+  const config = await loadCompiledConfig(file, { observer, env })
   const gateway = await buildGateway({ config, logger, metrics })
   let draining = false
   // In a worker of a multi-process gateway the primary serves the admin listener.
@@ -39,7 +41,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
   }
   const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
-  const reloader = new ConfigReloader(file, gateway, logger, metrics, env)
+  const reloader = new ConfigReloader(file, gateway, logger, metrics, observer, env)
   await reloader.start()
   logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file }, 'gateway listening')
 

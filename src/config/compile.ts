@@ -6,7 +6,7 @@ import type { TokenPolicy, RouteIssuer } from '../pipeline/authn/authenticate.js
 import { Discovery } from '../pipeline/authn/discovery.js'
 import { IntrospectionClient, type IntrospectingIssuer } from '../pipeline/authn/introspection.js'
 import { combineKeySources, type TrustedIssuer } from '../pipeline/authn/jwt.js'
-import { RemoteJwks } from '../pipeline/authn/remote-jwks.js'
+import { RemoteJwks, type RejectedKey } from '../pipeline/authn/remote-jwks.js'
 import { loadStaticKey } from '../pipeline/authn/static-keys.js'
 import type { RouteScopes, ScopeRule } from '../pipeline/authz/scopes.js'
 import { parsePattern, PatternError, staticPrefix } from '../pipeline/match/pattern.js'
@@ -14,7 +14,7 @@ import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/ro
 import { BUILT_IN_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
 import type { Target } from '../pipeline/forward/targets.js'
-import type { Observer } from '../metrics/metrics.js'
+import type { DependencyObserver } from '../metrics/metrics.js'
 import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../authorization-server/server.js'
 import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
@@ -91,7 +91,7 @@ export interface CompileOptions {
   /** The configuration being replaced: remote key sets for unchanged issuers are reused. */
   readonly previous?: CompiledConfig | undefined
   /** Told of JWKS fetches and introspection calls (metrics). */
-  readonly observer?: Pick<Observer, 'jwksFetch' | 'introspection'> | undefined
+  readonly observer?: DependencyObserver | undefined
 }
 
 /** Header names (folded) that identity headers may not take: they mean something else to HTTP or to proxies. */
@@ -492,7 +492,7 @@ async function compileIssuers(
           requireAudience: c.introspection.require_audience ?? true,
           keepClaims,
           integrityKey: config.cache?.redis?.integrity_key,
-          ...(observer ? { onCall: (outcome: 'active' | 'inactive' | 'error') => observer.introspection(c.id, outcome) } : {}),
+          ...(observer ? { onCall: (outcome: 'active' | 'inactive' | 'error', error?: unknown) => observer.introspection(c.id, outcome, error) } : {}),
         })
       : undefined
     out.set(
@@ -521,6 +521,7 @@ function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions, discovery: 
     timeoutMs: parseDuration(c.jwks?.timeout ?? DEFAULTS.jwksTimeout),
     cooldownMs: parseDuration(c.jwks?.cooldown ?? DEFAULTS.jwksCooldown),
     maxAgeMs: parseDuration(c.jwks?.max_age ?? DEFAULTS.jwksMaxAge),
+    algorithms: c.algorithms ?? DEFAULTS.algorithms,
   }
   const source = c.jwks_uri ?? `discovery:${c.issuer}`
   const previous = options.previous?.issuers.get(c.id)?.jwks
@@ -529,7 +530,12 @@ function reuseOrCreateJwks(c: IssuerConfig, options: CompileOptions, discovery: 
   const url = c.jwks_uri ?? (() => discovery!.endpoint('jwks_uri'))
   return new RemoteJwks(url, source, {
     ...jwksOptions,
-    ...(observer ? { onFetch: (outcome: 'success' | 'failure') => observer.jwksFetch(c.id, outcome) } : {}),
+    ...(observer
+      ? {
+          onFetch: (outcome: 'success' | 'failure', error?: unknown) => observer.jwksFetch(c.id, outcome, error),
+          onRejectedKeys: (rejected: readonly RejectedKey[]) => observer.jwksKeysRejected(c.id, rejected),
+        }
+      : {}),
   })
 }
 

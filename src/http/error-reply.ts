@@ -29,6 +29,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   audience_invalid: { status: 401, oauth: 'invalid_token' },
   type_invalid: { status: 401, oauth: 'invalid_token' },
   key_unknown: { status: 401, oauth: 'invalid_token' },
+  key_unusable: { status: 401, oauth: 'invalid_token' },
   claims_invalid: { status: 401, oauth: 'invalid_token' },
   scope_insufficient: { status: 403, oauth: 'insufficient_scope' },
   route_not_found: { status: 404, error: 'not_found' },

@@ -1,6 +1,7 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
+import type { RejectedKey } from '../pipeline/authn/remote-jwks.js'
 
 /** Label values are from fixed sets only: never raw paths, tokens or client ids. */
 export type AuthMethod = 'jwt' | 'introspection'
@@ -11,10 +12,15 @@ const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/** What key and introspection clients report (compiled with the configuration). */
+export interface DependencyObserver {
+  jwksFetch(issuer: string, outcome: 'success' | 'failure', error?: unknown): void
+  jwksKeysRejected(issuer: string, rejected: readonly RejectedKey[]): void
+  introspection(issuer: string, outcome: 'active' | 'inactive' | 'error', error?: unknown): void
+}
+
 /** What the pipeline and its caches report; the metrics are one implementation. */
-export interface Observer {
-  jwksFetch(issuer: string, outcome: 'success' | 'failure'): void
-  introspection(issuer: string, outcome: 'active' | 'inactive' | 'error'): void
+export interface Observer extends DependencyObserver {
   cacheLookup(tier: CacheTier, hit: boolean): void
   redisUp(up: boolean): void
 }
@@ -30,6 +36,7 @@ export class Metrics implements Observer {
   readonly cacheLookups: CounterSeries
   readonly cacheIntegrityFailures: CounterSeries
   readonly jwksFetches: CounterSeries
+  readonly jwksKeysRejectedTotal: CounterSeries
   readonly reloads: CounterSeries
   readonly lastReload: Gauge
   readonly redis: Gauge
@@ -85,6 +92,12 @@ export class Metrics implements Observer {
     )
     this.cacheIntegrityFailures.inc(['shared'], 0)
     this.jwksFetches = new CounterSeries('gateway_jwks_fetches_total', 'JWKS fetches, by issuer and outcome (success, failure).', ['issuer', 'outcome'], this.registry)
+    this.jwksKeysRejectedTotal = new CounterSeries(
+      'gateway_jwks_keys_rejected_total',
+      'Keys left out of fetched key sets, once per new set, by issuer and reason (too_weak, unusable, no_allowed_algorithm).',
+      ['issuer', 'reason'],
+      this.registry,
+    )
     this.reloads = new CounterSeries('gateway_config_reloads_total', 'Configuration reloads, by outcome (success, failure).', ['outcome'], this.registry)
     // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
     this.lastReload = new Gauge({
@@ -125,6 +138,10 @@ export class Metrics implements Observer {
     this.jwksFetches.inc([issuer, outcome])
   }
 
+  jwksKeysRejected(issuer: string, rejected: readonly RejectedKey[]): void {
+    for (const r of rejected) this.jwksKeysRejectedTotal.inc([issuer, r.reason])
+  }
+
   introspection(issuer: string, outcome: 'active' | 'inactive' | 'error'): void {
     this.introspections.inc([issuer, outcome])
   }
@@ -157,6 +174,7 @@ export const METRIC_NAMES = [
   'gateway_token_cache_lookups_total',
   'gateway_token_cache_integrity_failures_total',
   'gateway_jwks_fetches_total',
+  'gateway_jwks_keys_rejected_total',
   'gateway_config_reloads_total',
   'gateway_config_last_reload_success_timestamp_seconds',
   'gateway_redis_up',

@@ -84,6 +84,26 @@ describe('remote JWKS', () => {
     expect(jwks.hits).toBeGreaterThan(hits)
   })
 
+  for (const [what, keys] of [
+    ['an empty key set', () => []],
+    ['a set of nothing but unusable keys', (k: TestKey) => [{ ...k.publicJwk, kid: 'hmac', kty: 'oct', k: 'c2VjcmV0' }, { ...k.publicJwk, kid: 'off-curve', x: 'AAAA' }]],
+  ] as const) {
+    it(`${what} from a flapping endpoint never replaces working keys; unknown kids meanwhile are 503`, async () => {
+      const key = await makeKey('ES256')
+      const { jwks, gw } = await setup([key], '{ cooldown: 100ms, max_age: 100ms }')
+      expect((await call(gw, await token(key))).status).toBe(200)
+      jwks.keys = keys(key) as never
+      for (let i = 0; i < 5; i++) {
+        await sleep(120) // past max_age and cooldown: refreshes are attempted and answered with the odd set
+        expect((await call(gw, await token(key))).status).toBe(200)
+      }
+      const rotated = await call(gw, await token(await makeKey('ES256')))
+      expect(rotated.status).toBe(503)
+      expect(gw.gateway.metrics.jwksFetches.value(['idp', 'failure'])).toBeGreaterThan(0)
+      expect(gw.logs.some((l) => l.msg.startsWith('JWKS fetch failed') && String(l.cause).includes('no usable key'))).toBe(true)
+    })
+  }
+
   it('answers 503 for an unknown kid it cannot look up while the endpoint is down', async () => {
     const key = await makeKey('RS256')
     const { jwks, gw } = await setup([key], '{ cooldown: 100ms }')

@@ -5,6 +5,8 @@ import { pino } from 'pino'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
+import { LoggedObserver } from '../../src/dependency-log.js'
+import { Metrics } from '../../src/metrics/metrics.js'
 
 export interface LogLine {
   msg: string
@@ -34,10 +36,11 @@ export async function startGateway(yaml: string, files: Record<string, string> =
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content)
   const file = join(dir, 'gateway.yaml')
   await writeFile(file, yaml)
-  const config = await compileConfig(parseConfig(yaml, file))
   const logs: LogLine[] = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
-  const gateway = await buildGateway({ config, logger, ...(options.now ? { now: options.now } : {}) })
+  const metrics = new Metrics({ processMetrics: false })
+  const config = await compileConfig(parseConfig(yaml, file), { observer: new LoggedObserver(metrics, logger) })
+  const gateway = await buildGateway({ config, logger, metrics, ...(options.now ? { now: options.now } : {}) })
   const url = await gateway.app.listen({ host: '127.0.0.1', port: options.port ?? 0 })
   return {
     gateway,

@@ -39,7 +39,7 @@ export interface IntrospectionSettings {
   /** The secret the seals of shared cache values are made under, with the token (cache.redis.integrity_key). */
   readonly integrityKey?: string | undefined
   /** Observes each call (metrics). */
-  readonly onCall?: (outcome: 'active' | 'inactive' | 'error') => void
+  readonly onCall?: (outcome: 'active' | 'inactive' | 'error', error?: unknown) => void
 }
 
 /** The issuer fields that decisions on an introspection result need. */
@@ -121,7 +121,7 @@ export class IntrospectionClient implements TokenKeyed {
       this.settings.onCall?.(record.active ? 'active' : 'inactive')
       return record
     } catch (err) {
-      this.settings.onCall?.('error')
+      this.settings.onCall?.('error', err)
       // A malformed claim is the token's problem (401); anything else means no answer (503).
       throw err instanceof GatewayError ? err : new GatewayError('dependency_unavailable', 'the token introspection endpoint is unavailable', { cause: err })
     }

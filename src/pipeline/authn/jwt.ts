@@ -46,20 +46,39 @@ export function peekIssuer(token: string): string | undefined | null {
  */
 export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<Principal> {
   if (!issuer.getKey) throw new GatewayError('token_malformed', 'this route does not accept JWTs from this issuer')
+  const options = {
+    issuer: issuer.issuer,
+    audience: issuer.audiences as string[],
+    algorithms: issuer.algorithms as string[],
+    clockTolerance: issuer.clockSkewSeconds,
+    requiredClaims: ['exp'],
+    ...(issuer.requireTyp ? { typ: issuer.requireTyp } : {}),
+  }
   try {
-    const { payload } = await jwtVerify(token, issuer.getKey, {
-      issuer: issuer.issuer,
-      audience: issuer.audiences as string[],
-      algorithms: issuer.algorithms as string[],
-      clockTolerance: issuer.clockSkewSeconds,
-      requiredClaims: ['exp'],
-      ...(issuer.requireTyp ? { typ: issuer.requireTyp } : {}),
-    })
+    const { payload } = await jwtVerify(token, issuer.getKey, options)
     return principalFromClaims(issuer.id, issuer.issuer, payload)
   } catch (err) {
-    throw toGatewayError(err)
+    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toGatewayError(err)
+    // Several keys share the token's kid (and fit its alg): try each, a bounded number.
+    let last: unknown = err
+    let tried = 0
+    for await (const key of err) {
+      if (++tried > MAX_KEY_CANDIDATES) break
+      try {
+        const { payload } = await jwtVerify(token, key, options)
+        return principalFromClaims(issuer.id, issuer.issuer, payload)
+      } catch (e) {
+        last = e
+        // Only a wrong signature says "try the next key"; any other failure is the token's.
+        if (!(e instanceof errors.JWSSignatureVerificationFailed)) break
+      }
+    }
+    throw toGatewayError(last instanceof errors.JWKSMultipleMatchingKeys ? new errors.JWSSignatureVerificationFailed() : last)
   }
 }
+
+/** Keys tried for one token when several share its kid. */
+export const MAX_KEY_CANDIDATES = 4
 
 function toGatewayError(err: unknown): GatewayError {
   if (isGatewayError(err)) return err

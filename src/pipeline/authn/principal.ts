@@ -18,18 +18,29 @@ export interface Principal {
   readonly claims: Readonly<Record<string, unknown>>
 }
 
+/** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
+const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
+
+function scopeToken(s: string, claim: string): string {
+  if (!SCOPE_TOKEN.test(s)) throw new GatewayError('claims_invalid', `the "${claim}" claim holds a value that is not a scope`)
+  return s
+}
+
 /**
  * The granted scopes: `scope` (RFC 9068: a space-delimited string) and `scp`
  * (a string or an array of strings, as Entra ID and Okta send it), merged.
+ * Every scope must be an RFC 6749 scope-token: an array element holding a
+ * space (which would read as two scopes once joined into a header), a tab or
+ * any other character outside the grammar refuses the token.
  */
 export function scopesFromClaims(claims: Readonly<Record<string, unknown>>): Set<string> {
   const scopes = new Set<string>()
   const add = (value: unknown, claim: 'scope' | 'scp') => {
     if (value === undefined) return
     if (typeof value === 'string') {
-      for (const s of value.split(' ')) if (s !== '') scopes.add(s)
+      for (const s of value.split(' ')) if (s !== '') scopes.add(scopeToken(s, claim))
     } else if (claim === 'scp' && Array.isArray(value) && value.every((s) => typeof s === 'string')) {
-      for (const s of value as string[]) if (s !== '') scopes.add(s)
+      for (const s of value as string[]) scopes.add(scopeToken(s, claim))
     } else {
       throw new GatewayError('claims_invalid', claim === 'scope' ? 'the "scope" claim is not a string' : 'the "scp" claim is neither a string nor a list of strings')
     }

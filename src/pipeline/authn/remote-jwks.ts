@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
 import { GatewayError } from '../../errors.js'
 
@@ -7,9 +8,13 @@ export interface RemoteJwksOptions {
   readonly cooldownMs: number
   /** After this age the set is refreshed in the background; cached keys keep serving meanwhile. */
   readonly maxAgeMs: number
+  /** The issuer's algorithm allow-list: a set with no key for any of them is unusable. */
+  readonly algorithms: readonly string[]
   readonly now?: () => number
   /** Observes every fetch (metrics, logs). */
   readonly onFetch?: (outcome: 'success' | 'failure', error?: unknown) => void
+  /** Keys of a newly fetched set that were left out, once per set (metrics, logs). */
+  readonly onRejectedKeys?: (rejected: readonly RejectedKey[]) => void
 }
 
 /** While no key set was ever loaded, a failed fetch is retried at most this often. */
@@ -30,6 +35,8 @@ export const MAX_JWKS_BYTES = 512 * 1024
 export class RemoteJwks {
   private local: JWTVerifyGetKey | undefined
   private localJson = ''
+  /** Key ids of the set in force that were left out, and why. */
+  private rejected: ReadonlyMap<string, RejectedKey['reason']> = new Map()
   /** Incremented whenever the fetched key set differs from the one before. */
   version = 0
   private fetchedAt = Number.NEGATIVE_INFINITY
@@ -51,8 +58,9 @@ export class RemoteJwks {
   }
 
   /** Whether a reload may keep this instance (and its cached keys). */
-  sameOptions(other: Pick<RemoteJwksOptions, 'timeoutMs' | 'cooldownMs' | 'maxAgeMs'>): boolean {
-    return other.timeoutMs === this.options.timeoutMs && other.cooldownMs === this.options.cooldownMs && other.maxAgeMs === this.options.maxAgeMs
+  sameOptions(other: Pick<RemoteJwksOptions, 'timeoutMs' | 'cooldownMs' | 'maxAgeMs' | 'algorithms'>): boolean {
+    const o = this.options
+    return other.timeoutMs === o.timeoutMs && other.cooldownMs === o.cooldownMs && other.maxAgeMs === o.maxAgeMs && other.algorithms.join() === o.algorithms.join()
   }
 
   /** True once a key set has been loaded (readiness). */
@@ -78,6 +86,8 @@ export class RemoteJwks {
       return await this.local(header, token)
     } catch (err) {
       if (!(err instanceof errors.JWKSNoMatchingKey)) throw err
+      const why = header.kid === undefined ? undefined : this.rejected.get(header.kid)
+      if (why !== undefined) throw new GatewayError('key_unusable', why === 'too_weak' ? 'the token is signed with a key too weak to trust' : 'the token is signed with a key that cannot be used', { cause: err })
       // An unknown kid: perhaps the issuer rotated its keys.
       if (this.inFlight) {
         await this.inFlight
@@ -106,12 +116,16 @@ export class RemoteJwks {
     this.lastAttemptAt = this.now()
     try {
       const url = typeof this.url === 'string' ? this.url : await this.url()
-      const jwks = await fetchJwks(url, this.options.timeoutMs)
-      const json = JSON.stringify(jwks)
+      const { keys, rejected } = vetKeys(publicSigningKeys(await fetchJwks(url, this.options.timeoutMs)), this.options.algorithms)
+      // An empty or wholly unusable set is a failed fetch: it never replaces keys that work.
+      if (keys.length === 0) throw new Error(`the key set has no usable key${rejected.length ? ` (${rejected.length} left out)` : ''}`)
+      const json = JSON.stringify(keys)
       if (json !== this.localJson) {
-        this.local = createLocalJWKSet(jwks)
+        this.local = createLocalJWKSet({ keys })
         this.localJson = json
+        this.rejected = new Map(rejected.filter((r) => r.kid !== undefined).map((r) => [r.kid!, r.reason]))
         this.version++
+        if (rejected.length > 0) this.options.onRejectedKeys?.(rejected)
       }
       this.fetchedAt = this.now()
       this.lastAttemptFailed = false
@@ -125,7 +139,7 @@ export class RemoteJwks {
   }
 }
 
-async function fetchJwks(url: string, timeoutMs: number): Promise<JSONWebKeySet> {
+async function fetchJwks(url: string, timeoutMs: number): Promise<unknown> {
   const res = await fetch(url, {
     headers: { accept: 'application/jwk-set+json, application/json' },
     redirect: 'error',
@@ -136,7 +150,62 @@ async function fetchJwks(url: string, timeoutMs: number): Promise<JSONWebKeySet>
     throw new Error(`JWKS endpoint answered ${res.status}`)
   }
   const text = await readLimited(res, MAX_JWKS_BYTES)
-  return publicSigningKeys(JSON.parse(text) as unknown)
+  return JSON.parse(text) as unknown
+}
+
+/** A key of a set that is left out, and why. */
+export interface RejectedKey {
+  readonly kid: string | undefined
+  readonly reason: 'too_weak' | 'unusable' | 'no_allowed_algorithm'
+}
+
+/** The algorithms a key can verify, by its type and curve. */
+function algorithmsOf(jwk: JWK): readonly string[] {
+  switch (jwk.kty) {
+    case 'RSA':
+      return ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']
+    case 'EC':
+      return jwk.crv === 'P-256' ? ['ES256'] : jwk.crv === 'P-384' ? ['ES384'] : jwk.crv === 'P-521' ? ['ES512'] : []
+    case 'OKP':
+      return jwk.crv === 'Ed25519' ? ['EdDSA', 'Ed25519'] : jwk.crv === 'Ed448' ? ['EdDSA'] : []
+    default:
+      return []
+  }
+}
+
+/** Least RSA modulus accepted (RFC 8725 §3.5, NIST SP 800-131A). */
+export const MIN_RSA_BITS = 2048
+
+/**
+ * Splits public signing keys into those that can verify tokens of the
+ * allowed algorithms and those left out: keys that do not import (a point
+ * off its curve, a malformed modulus), RSA keys under 2048 bits, and keys
+ * for no allowed algorithm. Left-out keys never reach verification, so an
+ * odd key is a refusal of its tokens (401), never a failure of the gateway.
+ */
+export function vetKeys(set: JSONWebKeySet, allowed: readonly string[]): { keys: JWK[]; rejected: RejectedKey[] } {
+  const keys: JWK[] = []
+  const rejected: RejectedKey[] = []
+  for (const jwk of set.keys) {
+    const kid = typeof jwk.kid === 'string' ? jwk.kid : undefined
+    const algs = algorithmsOf(jwk).filter((a) => allowed.includes(a) && (jwk.alg === undefined || jwk.alg === a))
+    if (algs.length === 0) {
+      rejected.push({ kid, reason: 'no_allowed_algorithm' })
+      continue
+    }
+    try {
+      const key = createPublicKey({ key: jwk as JWK & { kty: string }, format: 'jwk' })
+      if (jwk.kty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
+        rejected.push({ kid, reason: 'too_weak' })
+        continue
+      }
+    } catch {
+      rejected.push({ kid, reason: 'unusable' })
+      continue
+    }
+    keys.push(jwk)
+  }
+  return { keys, rejected }
 }
 
 /** Keeps the asymmetric public keys of a JWK Set; refuses anything that is not one. */

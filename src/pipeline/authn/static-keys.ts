@@ -1,7 +1,8 @@
 import { createPublicKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { JWK } from 'jose'
-import { publicSigningKeys } from './remote-jwks.js'
+import { MIN_RSA_BITS, publicSigningKeys, vetKeys } from './remote-jwks.js'
+import { ALGORITHMS } from '../../config/schema.js'
 
 export interface StaticKeySpec {
   readonly file: string
@@ -23,7 +24,7 @@ export async function loadStaticKey(path: string, spec: StaticKeySpec): Promise<
     if (spec.kid !== undefined) jwk.kid = spec.kid
     if (spec.alg !== undefined) jwk.alg = spec.alg
     jwk.use = 'sig'
-    return [jwk]
+    return vetted([jwk])
   }
   const doc = JSON.parse(trimmed) as unknown
   const set = doc !== null && typeof doc === 'object' && 'keys' in doc ? doc : { keys: [doc] }
@@ -31,5 +32,14 @@ export async function loadStaticKey(path: string, spec: StaticKeySpec): Promise<
   const kept = publicSigningKeys(set).keys
   if (kept.length !== all.length) throw new Error('the file holds a private, symmetric or non-signing key; give public signing keys only')
   if (kept.length === 0) throw new Error('the file holds no key')
-  return kept
+  return vetted(kept)
+}
+
+/** Refuses keys that cannot verify tokens (see vetKeys): a configuration error, not a refusal per request. */
+function vetted(keys: JWK[]): JWK[] {
+  const { rejected } = vetKeys({ keys }, ALGORITHMS)
+  const first = rejected[0]
+  if (first === undefined) return keys
+  if (first.reason === 'too_weak') throw new Error(`RSA keys must have at least ${MIN_RSA_BITS} bits`)
+  throw new Error(first.reason === 'unusable' ? 'the key cannot be imported' : 'the key is for no supported algorithm')
 }

@@ -118,7 +118,17 @@ export function buildHeaderPolicy(identity: IdentityHeaderNames, extra: readonly
   return { identity, strip, stripPrefixes: [...stripPrefixes] }
 }
 
-const HEADER_VALUE = /^[\x20-\x7e]*$/
+/**
+ * A value HTTP carries unchanged: printable ASCII, without leading or
+ * trailing white space (which parsers trim). Anything else would reach the
+ * upstream as something other than the claim, so the token is refused.
+ */
+const HEADER_VALUE = /^(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?$/
+
+/** JSON with every non-ASCII character escaped, so that it travels in a header unchanged. */
+function asciiJson(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
+}
 
 /** Identity headers already computed, per principal (cached principals come back) and header mapping. */
 const computed = new WeakMap<Principal, { names: IdentityHeaderNames; headers: Readonly<Record<string, string>> }>()
@@ -151,7 +161,7 @@ function computeIdentityHeaders(principal: Principal, names: IdentityHeaderNames
   for (const [claim, header] of names.claims) {
     const value = principal.claims[claim]
     if (value === undefined || value === null) continue
-    put(header, typeof value === 'string' ? value : JSON.stringify(value), claim)
+    put(header, typeof value === 'string' ? value : asciiJson(value), claim)
   }
   return out
 }
