@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http'
+import { METHODS, type IncomingMessage } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { AccessLog } from './access-log.js'
@@ -190,6 +190,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await sharedStore?.close()
     },
   }
+  // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
+  for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
   app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }, forwarder, fail))
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))

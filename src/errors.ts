@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'token_duplicated'
   | 'token_location_unsupported'
   | 'body_too_large'
+  | 'method_override_refused'
+  | 'method_not_allowed'
   // the credentials do not authenticate (401)
   | 'token_missing'
   | 'token_malformed'

@@ -9,6 +9,7 @@ import { deliver, type FailRequest, type Forwarder } from './pipeline/forward/up
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { canonicalHost } from './pipeline/normalize/host.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
+import { checkOverride, requestedOverride } from './pipeline/method/override.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -51,10 +52,20 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const target = normalizeTarget(request.raw.url ?? '/')
     outcome.path = target.path
 
-    const match = config.router.match(request.method, canonicalHost(request.hostname), target.path)
+    const host = canonicalHost(request.hostname)
+    const method = request.method
+    const match = config.router.match(method, host, target.path)
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
     const route = match.route
     outcome.routeId = route.id
+    // TRACE echoes the request (credentials included) back: only where a route names it.
+    if (method === 'TRACE' && route.methods?.includes('TRACE') !== true) throw new GatewayError('method_not_allowed', 'TRACE is not allowed here')
+    const override = route.methodOverride === 'ignore' ? undefined : requestedOverride(request.raw.rawHeaders, target.query)
+    // Allowed overrides are served by this very route, under the rules of both methods.
+    const servedAs = (m: string) => {
+      if (config.router.match(m, host, target.path)?.route !== route) throw new GatewayError('method_override_refused', `this route does not serve ${m}`)
+    }
+    checkOverride(override, route.methodOverride, servedAs)
 
     let identity: Readonly<Record<string, string>> | null = null
     let forwardAuthorization = false
@@ -66,10 +77,12 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
         connection: request.raw.socket ?? undefined,
       })
       const started = performance.now()
-      const { principal, method, cache } = await authenticate(token, route.auth.tokens, authn)
+      const authenticated = await authenticate(token, route.auth.tokens, authn)
+      const principal = authenticated.principal
       outcome.principal = principal
-      authorize(principal, route.auth.scopes, request.method)
-      outcome.auth = { method, cache, seconds: (performance.now() - started) / 1000 }
+      authorize(principal, route.auth.scopes, method)
+      if (override !== undefined) authorize(principal, route.auth.scopes, override)
+      outcome.auth = { method: authenticated.method, cache: authenticated.cache, seconds: (performance.now() - started) / 1000 }
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization
     }
@@ -79,11 +92,12 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       'x-forwarded-proto': request.protocol,
       'x-request-id': request.id,
     }
+    if (override !== undefined) set['x-http-method-override'] = override
     // An HTTP/1.0 request may come without Host: then there is none to pass on.
-    const host = request.host
-    if (host) {
-      set['x-forwarded-host'] = host
-      if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = host
+    const givenHost = request.host
+    if (givenHost) {
+      set['x-forwarded-host'] = givenHost
+      if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = givenHost
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }

@@ -8,8 +8,9 @@ import { IntrospectionClient, type IntrospectingIssuer } from '../pipeline/authn
 import { combineKeySources, type TrustedIssuer } from '../pipeline/authn/jwt.js'
 import { RemoteJwks, type RejectedKey } from '../pipeline/authn/remote-jwks.js'
 import { loadStaticKey } from '../pipeline/authn/static-keys.js'
-import type { RouteScopes, ScopeRule } from '../pipeline/authz/scopes.js'
-import { parsePattern, PatternError, staticPrefix } from '../pipeline/match/pattern.js'
+import { routeScopes, type RouteScopes, type ScopeRule } from '../pipeline/authz/scopes.js'
+import { parsePattern, PatternError, patternsOverlap, staticPrefix } from '../pipeline/match/pattern.js'
+import type { OverridePolicy } from '../pipeline/method/override.js'
 import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/router.js'
 import { BUILT_IN_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
@@ -37,6 +38,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly upstream: CompiledUpstream
   readonly stripPrefix: string | null
   readonly auth: RouteAuth
+  /** How method overrides are treated: see pipeline/method/override.ts. */
+  readonly methodOverride: OverridePolicy
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
@@ -246,7 +249,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
           keepClaims,
           verifiesJwts: [...byIss.values()].some((e) => e.mode !== 'introspection'),
         },
-        scopes: { all: r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod },
+        scopes: routeScopes(r.auth.scopes === 'none' ? null : scopeRule(r.auth.scopes), byMethod, r.match.methods === undefined),
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }
     }
@@ -258,8 +261,10 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       upstream,
       stripPrefix,
       auth,
+      methodOverride: r.method_override ?? 'refuse',
     })
   })
+  resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
   const resourceMetadata = builtinRoutes(config, routes, authorizationServer)
 
@@ -315,10 +320,30 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   })
 }
 
+/**
+ * Routes left at the default policy refuse method overrides where the
+ * decision depends on the method: the route names methods or method rules,
+ * or another route that names methods may serve some of the same paths
+ * (then the method picks the route). Elsewhere an override changes nothing
+ * the gateway decides, and is left alone.
+ */
+function resolveOverridePolicies(routes: CompiledRoute[], byDefault: ReadonlySet<string>): void {
+  const hostsMeet = (a: string | null, b: string | null) => a === null || b === null || a.startsWith('*.') || b.startsWith('*.') || a === b
+  const restricted = routes.filter((r) => r.methods !== null)
+  routes.forEach((route, i) => {
+    if (!byDefault.has(route.id)) return
+    const sensitive =
+      route.methods !== null ||
+      (route.auth.kind === 'protected' && route.auth.scopes.byMethod.size > 0) ||
+      restricted.some((other) => other !== route && hostsMeet(route.host, other.host) && patternsOverlap(route.pattern, other.pattern))
+    if (!sensitive) routes[i] = { ...route, methodOverride: 'ignore' }
+  })
+}
+
 /** The endpoints the gateway serves itself, as public routes (ids start with "@", which config ids cannot). */
 function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined): string | undefined {
   const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) =>
-    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' } })
+    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, methodOverride: 'refuse' })
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))
     add('@as:introspect', as.paths.introspection, ['POST'], (req) => as.introspect(req))

@@ -71,8 +71,18 @@ const Scope = Type.String({
   description: 'an OAuth scope token (RFC 6749 §3.3: printable ASCII without space, " and \\)',
 })
 
-export const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
-const Method = Type.Union(METHODS.map((m) => Type.Literal(m)), { description: `an HTTP method: ${METHODS.join(', ')}` })
+/**
+ * Method names a route may name: the IANA HTTP Method Registry, and the
+ * extension methods Node's parser accepts (PURGE, NOTIFY, SUBSCRIBE…).
+ */
+export const METHODS = [
+  'GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'QUERY',
+  'ACL', 'BASELINE-CONTROL', 'BIND', 'CHECKIN', 'CHECKOUT', 'COPY', 'LABEL', 'LINK', 'LOCK', 'MERGE', 'MKACTIVITY',
+  'MKCALENDAR', 'MKCOL', 'MKREDIRECTREF', 'MKWORKSPACE', 'MOVE', 'ORDERPATCH', 'PROPFIND', 'PROPPATCH', 'REBIND',
+  'REPORT', 'SEARCH', 'UNBIND', 'UNCHECKOUT', 'UNLINK', 'UNLOCK', 'UPDATE', 'UPDATEREDIRECTREF', 'VERSION-CONTROL',
+  'PURGE', 'NOTIFY', 'SUBSCRIBE', 'UNSUBSCRIBE', 'M-SEARCH', 'SOURCE',
+] as const
+const Method = Type.Union(METHODS.map((m) => Type.Literal(m)), { description: 'an HTTP method name from the IANA registry (GET, POST, PROPFIND, QUERY…), upper-case' })
 
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
 const Algorithm = Type.Union(ALGORITHMS.map((a) => Type.Literal(a)), {
@@ -102,7 +112,8 @@ const ProtectedAuth = Type.Object(
     method_scopes: Type.Optional(
       Type.Object(Object.fromEntries(METHODS.map((m) => [m, Type.Optional(ScopeRequirement)])), {
         ...strict,
-        description: 'extra scope requirements per method, checked in addition to "scopes"',
+        description:
+          'extra scope requirements per method, checked in addition to "scopes"; HEAD follows GET unless named. On a route without "methods", a method not named here other than GET and HEAD needs every rule named here',
       }),
     ),
     forward_authorization: Type.Optional(Type.Boolean({ description: 'forward the Authorization header to the upstream (default false)' })),
@@ -136,6 +147,13 @@ const Route = Type.Object(
     }),
     strip_prefix: Type.Optional(
       Type.String({ pattern: '^/', description: 'a leading path removed before forwarding; must be the static start of match.path' }),
+    ),
+    method_override: Type.Optional(
+      Type.Union([Type.Literal('refuse'), Type.Literal('allow')], {
+        default: 'refuse',
+        description:
+          'X-HTTP-Method-Override (and its variants) or _method in the query or form body: "refuse" (400, the default, on routes whose rules depend on the method) or "allow" (the request is authorized as both its method and the override, which must both be served by this route)',
+      }),
     ),
   },
   { ...strict, description: 'a route rule' },

@@ -18,6 +18,8 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   token_duplicated: { status: 400, oauth: 'invalid_request' },
   token_location_unsupported: { status: 400, oauth: 'invalid_request' },
   body_too_large: { status: 413, error: 'payload_too_large' },
+  method_override_refused: { status: 400, error: 'invalid_request' },
+  method_not_allowed: { status: 405, error: 'method_not_allowed' },
   token_missing: { status: 401, error: 'unauthorized' },
   token_malformed: { status: 401, oauth: 'invalid_token' },
   token_expired: { status: 401, oauth: 'invalid_token' },

@@ -30,7 +30,10 @@ describe('a second credential', () => {
   })
 
   it('a header token plus access_token in the query, however it is spelled', async () => {
-    for (const q of [`access_token=${other}`, `a=1&access_token=${other}`, `%61ccess_token=${other}`, `access%5Ftoken=${other}`, `ACCESS_TOKEN=${other}`, 'access_token']) {
+    for (const q of [`access_token=${other}`, `a=1&access_token=${other}`, `%61ccess_token=${other}`, `access%5Ftoken=${other}`, `ACCESS_TOKEN=${other}`, 'access_token',
+      // names PHP, qs, Rack and Rails read as access_token
+      `access.token=${other}`, `access%20token=${other}`, `access+token=${other}`, `access[token=${other}`, `access_token[]=${other}`,
+      `access_token[0]=${other}`, `access_token[x]=${other}`, `%20access_token=${other}`, `access_token%00x=${other}`, `Access.Token[]=${other}`]) {
       await expectInvalidRequest(await send(f.gw.url, { path: `/orders/1?${q}`, headers: [bearer(good)] }), 'token_duplicated')
     }
   })

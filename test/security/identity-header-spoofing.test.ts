@@ -86,7 +86,8 @@ describe('spoofed identity headers', () => {
     expect(echoed.headers['keep-alive']).toBeUndefined()
   })
 
-  it('forwarding, path and method override headers never reach the upstream as sent', async () => {
+  // Method override headers are refused outright on this route: see method-override.test.ts.
+  it('forwarding and path override headers never reach the upstream as sent', async () => {
     const token = await f.token()
     const res = await send(f.gw.url, {
       path: '/orders/1',
@@ -100,8 +101,6 @@ describe('spoofed identity headers', () => {
         ['X-Real-IP', '10.0.0.4'],
         ['X-Original-URL', '/admin/delete'],
         ['X-Rewrite-URL', '/admin/delete'],
-        ['X-HTTP-Method-Override', 'DELETE'],
-        ['X_HTTP_Method_Override', 'DELETE'],
       ],
     })
     expect(res.status).toBe(200)

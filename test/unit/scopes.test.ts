@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { GatewayError } from '../../src/errors.js'
 import { principalFromClaims, scopesFromClaims } from '../../src/pipeline/authn/principal.js'
-import { authorize, satisfies, type RouteScopes } from '../../src/pipeline/authz/scopes.js'
+import { authorize, routeScopes, satisfies, type RouteScopes } from '../../src/pipeline/authz/scopes.js'
 
 const principal = (scope: string) => principalFromClaims('corp', 'https://i', { scope, sub: 's' })
 const rule = (allOf: string[] = [], anyOf: string[] = []) => ({ allOf, anyOf })
@@ -39,7 +39,7 @@ describe('scope rules', () => {
   })
 
   it('per-method rules add to the route rule', () => {
-    const required: RouteScopes = { all: rule(['read']), byMethod: new Map([['POST', rule(['write'])]]) }
+    const required: RouteScopes = routeScopes(rule(['read']), new Map([['POST', rule(['write'])]]), false)
     expect(() => authorize(principal('read'), required, 'GET')).not.toThrow()
     expect(() => authorize(principal('write'), required, 'POST')).toThrow(GatewayError)
     expect(() => authorize(principal('read write'), required, 'POST')).not.toThrow()
@@ -52,6 +52,19 @@ describe('scope rules', () => {
   })
 
   it('"none" accepts any authenticated principal', () => {
-    expect(() => authorize(principal(''), { all: null, byMethod: new Map() }, 'DELETE')).not.toThrow()
+    expect(() => authorize(principal(''), routeScopes(null, new Map(), true), 'DELETE')).not.toThrow()
+  })
+
+  it('method rules are total: unnamed methods on an every-method route need every named rule; HEAD follows GET', () => {
+    const required = routeScopes(rule(['read']), new Map([['POST', rule(['write'])], ['DELETE', rule([], ['admin', 'root'])], ['GET', rule(['list'])]]), true)
+    for (const m of ['TRACE', 'QUERY', 'PROPFIND', 'OPTIONS', 'PUT']) {
+      expect(() => authorize(principal('read list'), required, m), m).toThrow(GatewayError)
+      expect(() => authorize(principal('read write admin list'), required, m), m).not.toThrow()
+    }
+    expect(() => authorize(principal('read'), required, 'HEAD')).toThrow(GatewayError)
+    expect(() => authorize(principal('read list'), required, 'HEAD')).not.toThrow()
+    const listed = routeScopes(rule(['read']), new Map([['POST', rule(['write'])]]), false)
+    expect(() => authorize(principal('read'), listed, 'GET')).not.toThrow()
+    expect(() => authorize(principal('read'), listed, 'HEAD')).not.toThrow()
   })
 })

@@ -1,4 +1,5 @@
 import { GatewayError } from '../../errors.js'
+import { findParams } from './param-names.js'
 
 /** RFC 6750 §2.1: `Bearer` 1*SP b64token, the scheme case-insensitive. */
 const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
@@ -105,13 +106,10 @@ export function extractBearer(sources: CredentialSources): BearerToken {
   return token
 }
 
-function hasAccessTokenParam(query: string): boolean {
-  // The name may be percent-encoded ("%61ccess_token") or in another case, and
-  // a backend may still read it as the token: only a full parse sees it.
-  if (query.length <= 1) return false
-  if (!query.includes('%') && !query.toLowerCase().includes('access_token')) return false
-  for (const name of new URLSearchParams(query).keys()) {
-    if (name.toLowerCase() === 'access_token') return true
-  }
-  return false
+/** Whether a query or form text carries a parameter some framework reads as `access_token` (see param-names.ts). */
+export function hasAccessTokenParam(text: string): boolean {
+  return findParams(text, ACCESS_TOKEN, ACCESS_TOKEN_HINTS).length > 0
 }
+
+const ACCESS_TOKEN = ['access_token']
+const ACCESS_TOKEN_HINTS = ['token']

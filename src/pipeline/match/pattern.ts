@@ -78,3 +78,16 @@ export function staticPrefix(pattern: Pattern): string {
   }
   return '/' + out.join('/')
 }
+
+/** Whether some path matches both patterns (method-sensitivity of overlapping routes). */
+export function patternsOverlap(a: Pattern, b: Pattern): boolean {
+  const x = a.segments
+  const y = b.segments
+  for (let i = 0; ; i++) {
+    const s = x[i]
+    const t = y[i]
+    if (s?.kind === 'wildcard' || t?.kind === 'wildcard') return true
+    if (s === undefined || t === undefined) return s === t
+    if (s.kind === 'static' && t.kind === 'static' && s.value !== t.value) return false
+  }
+}

@@ -60,7 +60,8 @@ function newNode<R>(): Node<R> {
  * 2. within those, segment by segment from the left: a static segment beats a
  *    `:param`, which beats a trailing `*`; a longer match beats a `*` that
  *    would also match;
- * 3. for one pattern, a route listing the method beats a route without methods.
+ * 3. for one pattern, a route listing the method beats a route without methods
+ *    (a route listing GET also serves HEAD, unless another lists HEAD).
  * If the most specific path has no route for the method, less specific
  * patterns are tried; if nothing matches, there is no route (404).
  */
@@ -152,9 +153,10 @@ function conflict<R extends RouteSpec>(route: R, other: R, method?: string): Rou
   )
 }
 
+/** The route for a method at one pattern; HEAD is served by the route for GET unless a route names HEAD. */
 function pick<R>(terminal: Terminal<R> | undefined, method: string): R | undefined {
   if (!terminal) return undefined
-  return terminal.byMethod.get(method) ?? terminal.anyMethod
+  return terminal.byMethod.get(method) ?? (method === 'HEAD' ? terminal.byMethod.get('GET') : undefined) ?? terminal.anyMethod
 }
 
 function find<R extends RouteSpec>(node: Node<R>, segments: string[], index: number, method: string, values: string[]): Match<R> | undefined {
