@@ -1,4 +1,4 @@
-import { METHODS, type IncomingMessage } from 'node:http'
+import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { AccessLog } from './access-log.js'
@@ -15,6 +15,7 @@ import { occasionally } from './log-throttle.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { Forwarder } from './pipeline/forward/upstream.js'
+import { bodyUnread } from './pipeline/body/receive.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -95,23 +96,32 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
   })
   const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
-  const forwarder = new Forwarder()
+  const limits = current.limits
+  const forwarder = new Forwarder({ bufferBytes: limits.bodyBufferBytes, bufferTotalBytes: limits.bodyBufferTotalBytes })
 
   // Fastify's per-request child loggers are not needed: the gateway writes
   // one line per request itself (record, below), with the request id in it.
+  // Listener bounds (limits.ts): a silent or slow client holds a connection
+  // for header_timeout, a request for request_timeout, an idle kept-alive
+  // connection for keep_alive_timeout; the checks run every second.
   const app = Fastify({
     loggerInstance: SILENT,
     trustProxy: trustProxyOption(server.trustProxy),
-    bodyLimit: server.bodyLimit,
     genReqId: requestId,
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 8192 },
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    connectionTimeout: 0,
+    http: { headersTimeout: limits.headerTimeoutMs, maxHeaderSize: limits.maxHeaderBytes, connectionsCheckingInterval: 1000 },
   })
+  app.server.maxConnections = limits.maxConnections
+  // Expect: 100-continue is answered by the pipeline, only once the request is allowed
+  // (body/receive.ts); Node would otherwise send 100 before anything was decided.
+  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
 
-  // Bodies stream to the upstream untouched, except form bodies, which are
-  // read (bounded) to find a second access token.
+  // No body is read by fastify: the pipeline reads or streams it once the request is decided.
   app.removeAllContentTypeParsers()
-  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'buffer' }, (_req, body, done) => done(null, body))
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
 
   /** The log line and metrics of a request, once its response is over (sent, failed or abandoned). */
@@ -159,9 +169,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
     if (answer.status >= 500) log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
-    if (!reply.sent) return reply.code(answer.status).headers(answer.headers).send(answer.body)
+    // A refusal costs no body: an unread one is never read, and its connection is closed.
+    const unread = bodyUnread(request.raw)
+    if (unread) closeAfter(request.raw, reply.raw)
+    const headers = unread ? { ...answer.headers, connection: 'close' } : answer.headers
+    if (!reply.sent) return reply.code(answer.status).headers(headers).send(answer.body)
     if (!reply.raw.headersSent) {
-      reply.raw.writeHead(answer.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
+      reply.raw.writeHead(answer.status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
       reply.raw.end(JSON.stringify(answer.body))
     }
     return undefined
@@ -180,6 +194,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     setConfig(config) {
       warmKeys(config)
       current = config
+      forwarder.retain(config.router.routes.map((r) => r.upstream))
     },
     introspectionCache,
     sharedStore,
@@ -197,6 +212,23 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
   return gateway
+}
+
+/** How long a refused client may go on sending its unread body before its connection is cut. */
+const LINGER_MS = 2000
+
+/**
+ * After the answer to a refused request with an unread body, the connection
+ * closes (Connection: close): the client gets the answer, and whatever it
+ * still sends is discarded for at most LINGER_MS, never read into memory.
+ */
+function closeAfter(req: IncomingMessage, res: ServerResponse): void {
+  res.once('finish', () => {
+    if (req.complete) return
+    const timer = setTimeout(() => req.socket.destroy(), LINGER_MS)
+    timer.unref()
+    req.socket.once('close', () => clearTimeout(timer))
+  })
 }
 
 /** The shared store seen through a key prefix (one prefix per deployment, or per test run). */

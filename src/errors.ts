@@ -13,6 +13,9 @@ export type ErrorCode =
   | 'token_location_unsupported'
   | 'body_too_large'
   | 'method_override_refused'
+  | 'body_encoding_unsupported'
+  | 'body_timeout'
+  | 'client_closed'
   | 'method_not_allowed'
   // the credentials do not authenticate (401)
   | 'token_missing'
@@ -36,6 +39,7 @@ export type ErrorCode =
   | 'dependency_unavailable'
   | 'upstream_unavailable'
   | 'upstream_timeout'
+  | 'upstream_saturated'
   | 'upstream_failed'
   | 'internal_error'
 
@@ -43,11 +47,14 @@ export interface GatewayErrorOptions {
   cause?: unknown
   /** Scopes the route requires, for the `insufficient_scope` challenge. */
   requiredScopes?: readonly string[]
+  /** Seconds after which a retry may succeed (Retry-After). */
+  retryAfter?: number
 }
 
 export class GatewayError extends Error {
   readonly code: ErrorCode
   readonly requiredScopes: readonly string[] | undefined
+  readonly retryAfter: number | undefined
 
   /**
    * @param detail a client-safe description. It must never contain a token,
@@ -58,6 +65,7 @@ export class GatewayError extends Error {
     this.name = 'GatewayError'
     this.code = code
     this.requiredScopes = options.requiredScopes
+    this.retryAfter = options.retryAfter
   }
 }
 

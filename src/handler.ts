@@ -4,12 +4,13 @@ import { GatewayError } from './errors.js'
 import { authenticate, type AuthnContext } from './pipeline/authn/authenticate.js'
 import type { Principal } from './pipeline/authn/principal.js'
 import { authorize } from './pipeline/authz/scopes.js'
-import { extractBearer } from './pipeline/extract/bearer.js'
-import { deliver, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
+import { extractBearer, hasAccessTokenParam } from './pipeline/extract/bearer.js'
+import { deliver, readWhole, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { canonicalHost } from './pipeline/normalize/host.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
-import { checkOverride, requestedOverride } from './pipeline/method/override.js'
+import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
+import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -66,25 +67,44 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       if (config.router.match(m, host, target.path)?.route !== route) throw new GatewayError('method_override_refused', `this route does not serve ${m}`)
     }
     checkOverride(override, route.methodOverride, servedAs)
+    refuseDeclaredOversize(request.raw, route.maxBodyBytes)
 
     let identity: Readonly<Record<string, string>> | null = null
+    let principal: Principal | undefined
     let forwardAuthorization = false
     if (route.auth.kind === 'protected') {
       const token = extractBearer({
         rawHeaders: request.raw.rawHeaders,
         query: target.query,
-        formBody: Buffer.isBuffer(request.body) ? request.body : undefined,
         connection: request.raw.socket ?? undefined,
       })
       const started = performance.now()
       const authenticated = await authenticate(token, route.auth.tokens, authn)
-      const principal = authenticated.principal
+      principal = authenticated.principal
       outcome.principal = principal
       authorize(principal, route.auth.scopes, method)
       if (override !== undefined) authorize(principal, route.auth.scopes, override)
       outcome.auth = { method: authenticated.method, cache: authenticated.cache, seconds: (performance.now() - started) / 1000 }
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization
+    }
+
+    // Allowed so far, from the headers alone. A form body is read only now
+    // (bounded) where it could carry a second token or a method override.
+    const bounds = { maxBytes: route.maxBodyBytes, idleMs: config.limits.bodyIdleTimeoutMs }
+    let read: Buffer | undefined
+    const checksToken = route.auth.kind === 'protected'
+    if ((checksToken || route.methodOverride !== 'ignore') && announcesBody(request.raw) && mediaType(request.raw) === 'application/x-www-form-urlencoded') {
+      if (isEncoded(request.raw)) throw new GatewayError('body_encoding_unsupported', 'a form body on this route must not be content-encoded')
+      read = await readWhole(request, reply, { bounds: { ...bounds, maxBytes: Math.min(bounds.maxBytes, config.server.bodyLimit) } })
+      const form = read.toString('latin1')
+      if (checksToken && hasAccessTokenParam(form)) throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
+      const fromBody = formOverride(form)
+      if (fromBody !== undefined && override !== undefined && fromBody !== override) throw new GatewayError('method_override_refused', 'the request asks for two different method overrides')
+      checkOverride(fromBody, route.methodOverride, (m) => {
+        servedAs(m)
+        if (principal && route.auth.kind === 'protected') authorize(principal, route.auth.scopes, m)
+      })
     }
 
     const set: Record<string, string> = {
@@ -101,7 +121,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
-    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, forwarder, fail)
+    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read }, forwarder, fail)
   }
 }
 

@@ -121,7 +121,8 @@ function restartOnly(a: CompiledConfig, b: CompiledConfig): string[] {
   const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y)
   if (a.server.host !== b.server.host || a.server.port !== b.server.port) changed.push('server.listen')
   if (!same(a.server.trustProxy, b.server.trustProxy)) changed.push('server.trust_proxy')
-  if (a.server.bodyLimit !== b.server.bodyLimit) changed.push('server.body_limit')
+  const listener = (l: CompiledConfig['limits']) => [l.headerTimeoutMs, l.requestTimeoutMs, l.keepAliveTimeoutMs, l.maxHeaderBytes, l.maxConnections, l.bodyBufferBytes, l.bodyBufferTotalBytes]
+  if (!same(listener(a.limits), listener(b.limits))) changed.push('limits (listener bounds)')
   if (!same(a.admin, b.admin)) changed.push('admin.listen')
   if (!same(a.cache, b.cache)) changed.push('cache')
   return changed

@@ -27,8 +27,10 @@ export interface AuthorizationServerSettings {
 export interface EndpointRequest {
   readonly rawHeaders: readonly string[]
   readonly contentType: string | undefined
-  /** The form body (buffered by the gateway), when there is one. */
+  /** The form body (read by the gateway, bounded), when there is one. */
   readonly body: Buffer | undefined
+  /** The client's address (after trusted proxies), for throttling. */
+  readonly address?: string | undefined
 }
 
 export interface EndpointResponse {

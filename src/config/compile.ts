@@ -21,6 +21,7 @@ import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
+import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './limits.js'
 import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig, type ValidationMode } from './schema.js'
 
 export type CompiledUpstream = Target
@@ -38,6 +39,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly upstream: CompiledUpstream
   readonly stripPrefix: string | null
   readonly auth: RouteAuth
+  /** Largest request body, in bytes. */
+  readonly maxBodyBytes: number
   /** How method overrides are treated: see pipeline/method/override.ts. */
   readonly methodOverride: OverridePolicy
 }
@@ -74,6 +77,8 @@ export interface CompiledConfig {
     readonly workers: number
   }
   readonly admin: { readonly host: string; readonly port: number }
+  /** Bounds on what clients hold (listener ones read at start). */
+  readonly limits: CompiledLimits
   readonly router: Router<CompiledRoute>
   readonly issuers: ReadonlyMap<string, IssuerRuntime>
   readonly headers: HeaderPolicy
@@ -152,6 +157,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   // Issuers that are declared but broken are reported once, not again at every route using them.
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
+  const limits = compileLimits(config.limits, report)
   const upstreams = new Map<string, CompiledUpstream>()
   for (const [id, u] of Object.entries(config.upstreams)) {
     if ('echo' in u) {
@@ -169,6 +175,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       basePath: url.pathname.replace(/\/+$/, ''),
       timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
       preserveHost: u.preserve_host ?? false,
+      limits: compileUpstreamLimits(u, limits.upstream, ['upstreams', id], report),
     })
   }
   const notices: string[] = []
@@ -261,6 +268,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       upstream,
       stripPrefix,
       auth,
+      maxBodyBytes: r.max_body_bytes ?? limits.maxBodyBytes,
       methodOverride: r.method_override ?? 'refuse',
     })
   })
@@ -301,6 +309,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       workers: config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1),
     }),
     admin: Object.freeze(splitListen(config.admin?.listen ?? DEFAULTS.adminListen)),
+    limits,
     router,
     issuers,
     headers,
@@ -343,7 +352,7 @@ function resolveOverridePolicies(routes: CompiledRoute[], byDefault: ReadonlySet
 /** The endpoints the gateway serves itself, as public routes (ids start with "@", which config ids cannot). */
 function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined): string | undefined {
   const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) =>
-    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, methodOverride: 'refuse' })
+    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse' })
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))
     add('@as:introspect', as.paths.introspection, ['POST'], (req) => as.introspect(req))

@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -148,6 +149,9 @@ const Route = Type.Object(
     strip_prefix: Type.Optional(
       Type.String({ pattern: '^/', description: 'a leading path removed before forwarding; must be the static start of match.path' }),
     ),
+    max_body_bytes: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 2 ** 40, description: 'largest request body on this route, in bytes (default limits.max_body_bytes); larger is 413, refused from Content-Length before any byte is read' }),
+    ),
     method_override: Type.Optional(
       Type.Union([Type.Literal('refuse'), Type.Literal('allow')], {
         default: 'refuse',
@@ -230,6 +234,7 @@ const HttpUpstream = Type.Object(
     url: HttpUrl,
     timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
     preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
+    ...UpstreamLimitFields,
   },
   { ...strict, description: 'a backend service' },
 )
@@ -335,6 +340,7 @@ export const ConfigSchema = Type.Object(
         { ...strict, description: 'the admin listener: /metrics, /healthz, /readyz (keep it off public networks)' },
       ),
     ),
+    limits: Type.Optional(LimitsSchema),
     identity_headers: Type.Optional(
       Type.Object(
         {

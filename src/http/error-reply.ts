@@ -19,6 +19,9 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   token_location_unsupported: { status: 400, oauth: 'invalid_request' },
   body_too_large: { status: 413, error: 'payload_too_large' },
   method_override_refused: { status: 400, error: 'invalid_request' },
+  body_encoding_unsupported: { status: 415, error: 'unsupported_media_type' },
+  body_timeout: { status: 408, error: 'request_timeout' },
+  client_closed: { status: 400, error: 'invalid_request' },
   method_not_allowed: { status: 405, error: 'method_not_allowed' },
   token_missing: { status: 401, error: 'unauthorized' },
   token_malformed: { status: 401, oauth: 'invalid_token' },
@@ -39,6 +42,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   upstream_unavailable: { status: 502, error: 'bad_gateway' },
   upstream_failed: { status: 502, error: 'bad_gateway' },
   upstream_timeout: { status: 504, error: 'gateway_timeout' },
+  upstream_saturated: { status: 503, error: 'temporarily_unavailable' },
   internal_error: { status: 500, error: 'server_error' },
 }
 
@@ -46,7 +50,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
 const PUBLIC_5XX: Readonly<Record<number, string>> = {
   500: 'the gateway failed to handle the request',
   502: 'the upstream service could not be reached',
-  503: 'a service needed to authorize the request is unavailable; retry later',
+  503: 'a service needed for this request is unavailable or busy; retry later',
   504: 'the upstream service did not answer in time',
 }
 
@@ -76,6 +80,7 @@ export function errorReply(err: GatewayError, challenge: ChallengeContext, reque
   const status = mapping.status
   const description = status >= 500 ? PUBLIC_5XX[status]! : err.message
   const headers: Record<string, string> = { 'cache-control': 'no-store' }
+  if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter)
   if (status === 401 || status === 403 || (status === 400 && mapping.oauth)) {
     const params = [`realm=${quote(challenge.realm)}`]
     if (mapping.oauth) {

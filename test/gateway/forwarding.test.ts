@@ -256,11 +256,12 @@ describe('unusual requests', () => {
 server: { body_limit: 1024 }
 upstreams: { echo: { url: "${echo.url}" } }
 issuers: [{ id: i, issuer: "https://i.example", jwks_uri: "http://127.0.0.1:1/jwks", audiences: [a] }]
-routes: [{ id: r, match: { path: /r }, upstream: echo, auth: { issuers: [i], scopes: none } }]
+routes: [{ id: r, match: { path: /r, methods: [POST] }, upstream: echo, auth: public }]
 `)
     try {
       const before = echo.received.length
-      const res = await send(small.url, { method: 'POST', path: '/r', headers: [['Content-Type', 'application/x-www-form-urlencoded'], ['Authorization', 'Bearer x']], body: 'a=' + 'x'.repeat(4096) })
+      // A route whose rules depend on the method reads form bodies (bounded) for _method.
+      const res = await send(small.url, { method: 'POST', path: '/r', headers: [['Content-Type', 'application/x-www-form-urlencoded']], body: 'a=' + 'x'.repeat(4096) })
       expect(res.status).toBe(413)
       expect(res.json()).toMatchObject({ error: 'payload_too_large' })
       expect(echo.received.length).toBe(before)

@@ -91,10 +91,10 @@ describe('hot reload', () => {
 
   it('SIGHUP re-reads the file, and a restart-only change is said to need a restart', async () => {
     running = await startServer(config(one.url))
-    await writeFile(running.file, config(one.url).replace('drain_timeout: 2s', 'drain_timeout: 2s, body_limit: 10') + '  - { id: d, match: { path: /d }, upstream: api, auth: public }\n')
+    await writeFile(running.file, 'limits: { max_connections: 10 }\n' + config(one.url) + '  - { id: d, match: { path: /d }, upstream: api, auth: public }\n')
     expect(await running.reloader.reload('signal')).toBe('applied')
     expect((await send(running.url, { path: '/d' })).status).toBe(200)
-    expect(running.logs.find((l) => l.msg === 'configuration changes that take effect only after a restart')?.fields).toEqual(['server.body_limit'])
+    expect(running.logs.find((l) => l.msg === 'configuration changes that take effect only after a restart')?.fields).toEqual(['limits (listener bounds)'])
   })
 
   it('reloads under load: no request in flight fails, each sees one config or the other', async () => {

@@ -50,13 +50,42 @@ describe('a second credential', () => {
 
   it('a token only in the query or body is not accepted', async () => {
     await expectInvalidRequest(await send(f.gw.url, { path: `/orders/1?access_token=${good}` }), 'token_location_unsupported')
+    // No header token: refused from the headers, the body is never read.
     const res = await send(f.gw.url, {
       method: 'POST',
       path: '/orders',
       headers: [['Content-Type', 'application/x-www-form-urlencoded']],
       body: `access_token=${good}`,
     })
-    await expectInvalidRequest(res, 'token_location_unsupported')
+    expect(res.status).toBe(401)
+    expect(res.headers.connection).toBe('close')
+  })
+
+  it('a header token plus access_token in a form body, under every name frameworks read as access_token', async () => {
+    for (const name of ['access_token', 'ACCESS_TOKEN', 'access.token', 'access%20token', 'access[token', 'access_token[]', '%61ccess_token']) {
+      const res = await send(f.gw.url, {
+        method: 'POST',
+        path: '/orders',
+        headers: [bearer(good), ['Content-Type', 'Application/X-WWW-Form-Urlencoded']],
+        body: `item=1&${name}=${other}`,
+      })
+      await expectInvalidRequest(res, 'token_duplicated')
+    }
+  })
+
+  it('a form body with a Content-Encoding is refused (415) where the body is checked: its content cannot be read as it stands', async () => {
+    const { gzipSync, deflateSync } = await import('node:zlib')
+    for (const [coding, body] of [['gzip', gzipSync(`access_token=${other}`)], ['deflate', deflateSync(`access_token=${other}`)], ['br', Buffer.from('x')]] as const) {
+      const before = f.upstream.received.length
+      const res = await send(f.gw.url, {
+        method: 'POST',
+        path: '/orders',
+        headers: [bearer(good), ['Content-Type', 'application/x-www-form-urlencoded'], ['Content-Encoding', coding]],
+        body,
+      })
+      expect(res.status, coding).toBe(415)
+      expect(f.upstream.received.length).toBe(before)
+    }
   })
 
   it('a malformed Bearer credential is a bad request', async () => {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { GatewayError } from '../../src/errors.js'
-import { BearerToken, extractBearer, type CredentialSources } from '../../src/pipeline/extract/bearer.js'
+import { BearerToken, extractBearer, hasAccessTokenParam, type CredentialSources } from '../../src/pipeline/extract/bearer.js'
 
 function code(sources: Partial<CredentialSources>): string {
   try {
-    extractBearer({ rawHeaders: [], query: '', formBody: undefined, ...sources })
+    extractBearer({ rawHeaders: [], query: '', ...sources })
   } catch (err) {
     return (err as GatewayError).code
   }
@@ -13,8 +13,8 @@ function code(sources: Partial<CredentialSources>): string {
 
 describe('extractBearer', () => {
   it('takes a b64token from the Authorization header, any scheme case', () => {
-    expect(extractBearer({ rawHeaders: ['Authorization', 'Bearer abc.DEF-_~+/=='], query: '', formBody: undefined }).value).toBe('abc.DEF-_~+/==')
-    expect(extractBearer({ rawHeaders: ['authorization', 'BEARER t'], query: '?a=1', formBody: undefined }).value).toBe('t')
+    expect(extractBearer({ rawHeaders: ['Authorization', 'Bearer abc.DEF-_~+/=='], query: '' }).value).toBe('abc.DEF-_~+/==')
+    expect(extractBearer({ rawHeaders: ['authorization', 'BEARER t'], query: '?a=1' }).value).toBe('t')
   })
 
   it('classifies what is wrong', () => {
@@ -26,15 +26,25 @@ describe('extractBearer', () => {
     expect(code({ rawHeaders: ['Authorization', 'Bearer ' + 'a'.repeat(20_000)] })).toBe('authorization_malformed')
     expect(code({ rawHeaders: ['Authorization', 'Bearer a', 'authorization', 'Bearer a'] })).toBe('token_duplicated')
     expect(code({ rawHeaders: ['Authorization', 'Bearer a'], query: '?access_token=b' })).toBe('token_duplicated')
-    expect(code({ rawHeaders: ['Authorization', 'Bearer a'], formBody: Buffer.from('x=1&access_token=b') })).toBe('token_duplicated')
     expect(code({ query: '?%61ccess_token=b' })).toBe('token_location_unsupported')
     expect(code({ rawHeaders: ['Authorization', 'Bearer a'], query: '?my_access_token=b&access=1' })).toBe('ok')
   })
 })
 
+describe('hasAccessTokenParam (query strings and form bodies)', () => {
+  it('finds every name a framework reads as access_token, and only those', () => {
+    for (const text of ['x=1&access_token=b', 'access.token=b', 'access%20token=b', 'access+token=b', 'access[token=b', 'access_token[]=b', 'access_token[0]=b', 'ACCESS_TOKEN=b', '%61ccess_token=b', '%20access_token=b', 'access_token.x=b']) {
+      expect(hasAccessTokenParam(text), text).toBe(true)
+    }
+    for (const text of ['my_access_token=b', 'access=1&token=2', 'accesstoken=b', 'access__token=b', 'note=access_token']) {
+      expect(hasAccessTokenParam(text), text).toBe(false)
+    }
+  })
+})
+
 describe('extractBearer on a connection', () => {
   const on = (connection: object, header: string, more: Partial<CredentialSources> = {}) =>
-    extractBearer({ rawHeaders: ['Authorization', header], query: '', formBody: undefined, connection, ...more })
+    extractBearer({ rawHeaders: ['Authorization', header], query: '', connection, ...more })
 
   it('hands back the same token for the very same header on the same connection only', () => {
     const a = {}
@@ -55,7 +65,6 @@ describe('extractBearer on a connection', () => {
     expect(() => on(a, 'Bearer t1', { rawHeaders: ['Authorization', 'Bearer t1', 'Authorization', 'Bearer t1'] })).toThrow(
       expect.objectContaining({ code: 'token_duplicated' }),
     )
-    expect(() => on(a, 'Bearer t1', { formBody: Buffer.from('access_token=t2') })).toThrow(expect.objectContaining({ code: 'token_duplicated' }))
     expect(() => on(a, 'Bearer t1 x')).toThrow(expect.objectContaining({ code: 'authorization_malformed' }))
     expect(on(a, 'Bearer t1').value).toBe('t1')
   })

@@ -48,8 +48,6 @@ export interface CredentialSources {
   readonly rawHeaders: readonly string[]
   /** The raw query string, with or without its leading `?`. */
   readonly query: string
-  /** The form-encoded body when there is one, as received. */
-  readonly formBody: Buffer | undefined
   /**
    * The client connection (its socket), when the request has one: the token
    * taken from an Authorization header is remembered there, and the same
@@ -62,9 +60,10 @@ export interface CredentialSources {
  * Takes the one bearer token of a request (RFC 6750).
  *
  * The token must come in the `Authorization` header. A second `Authorization`
- * header, or an `access_token` in the query or form body next to the header,
- * is `token_duplicated`: the gateway would verify one token and the backend
- * could act on the other. An `access_token` in the query or body alone is
+ * header, or an `access_token` in the query next to the header, is
+ * `token_duplicated`: the gateway would verify one token and the backend
+ * could act on the other (a form body is checked once the request is
+ * allowed: see handler.ts). An `access_token` in the query alone is
  * `token_location_unsupported` (tokens in URLs end up in logs).
  * A request with no bearer credential at all is `token_missing`.
  * These checks run on every request; only the parse of a header its
@@ -80,7 +79,7 @@ export function extractBearer(sources: CredentialSources): BearerToken {
       header = raw[i + 1]!
     }
   }
-  const elsewhere = hasAccessTokenParam(sources.query) || (sources.formBody !== undefined && hasAccessTokenParam(sources.formBody.toString('latin1')))
+  const elsewhere = hasAccessTokenParam(sources.query)
   if (header === undefined) {
     if (elsewhere) {
       throw new GatewayError('token_location_unsupported', 'send the access token in the Authorization header, not in the query or body')

@@ -1,4 +1,5 @@
 import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
+import type { CompiledUpstreamLimits } from '../../config/limits.js'
 
 /** Where a route sends what it accepts. */
 export type Target =
@@ -13,6 +14,8 @@ export type Target =
       readonly basePath: string
       readonly timeoutMs: number
       readonly preserveHost: boolean
+      /** Connections, queue and queue wait to this upstream. */
+      readonly limits: CompiledUpstreamLimits
     }
   | { readonly kind: 'echo'; readonly id: string }
   | {

@@ -1,6 +1,8 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { Agent, type Dispatcher } from 'undici'
+import { Pool, type Dispatcher } from 'undici'
+import { announcesBody, BufferBudget, continueIfExpected, mediaType, readBody, streamRest, type BodyBounds } from '../body/receive.js'
+import { UpstreamGate } from './gate.js'
 import type { CompiledRoute } from '../../config/compile.js'
 import { GatewayError } from '../../errors.js'
 import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
@@ -45,58 +47,147 @@ export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string
 }
 
 export interface ForwarderOptions {
-  /** Connections per upstream origin. */
-  readonly connections?: number
+  /** Bodies up to this size are received whole before an upstream connection is taken. */
+  readonly bufferBytes?: number
+  /** The memory such buffers may hold together. */
+  readonly bufferTotalBytes?: number
 }
 
 /** Writes an error answer for a request whose reply was handed to the forwarder. */
 export type FailRequest = (request: FastifyRequest, reply: FastifyReply, error: GatewayError) => void
 
+/** What the forwarder needs of the request body. */
+export interface BodyPlan {
+  readonly bounds: BodyBounds
+  /** The body, when the pipeline already read it (form bodies it checked). */
+  readonly read?: Buffer | undefined
+}
+
+interface UpstreamLane {
+  readonly key: string
+  readonly pool: Pool
+  readonly gate: UpstreamGate
+}
+
 /**
  * Sends accepted requests to HTTP upstreams through undici, streaming both
  * ways: method, query and body unchanged, headers cleaned then the gateway's
- * added (mutate/headers.ts). Upstream TLS certificates are verified; nothing
- * is retried. The reply is taken over from fastify: the answer streams to the
- * client with backpressure, a client that goes away aborts the upstream
- * request, and a failure before the answer starts becomes a 502/504.
+ * added (mutate/headers.ts). Each upstream has its own connection pool behind
+ * a gate (gate.ts): bounded connections, a bounded queue, a bounded wait.
+ * A small body is received whole before a connection is taken, so that a
+ * slow sender holds none; a larger one streams, bounded in bytes and in idle
+ * time. Upstream TLS certificates are verified; nothing is retried. The reply
+ * is taken over from fastify: the answer streams to the client with
+ * backpressure, a client that goes away aborts the upstream request, and a
+ * failure before the answer starts becomes a 502/503/504.
  */
 export class Forwarder {
-  private readonly agent: Agent
+  private readonly lanes = new Map<string, UpstreamLane>()
+  private readonly budget: BufferBudget
+  private readonly bufferBytes: number
 
   constructor(options: ForwarderOptions = {}) {
-    this.agent = new Agent({ connections: options.connections ?? 256, pipelining: 1, connect: { rejectUnauthorized: true } })
+    this.bufferBytes = options.bufferBytes ?? 64 * 1024
+    this.budget = new BufferBudget(options.bufferTotalBytes ?? 64 * 1024 * 1024)
   }
 
-  forward(
+  private lane(target: Extract<Target, { kind: 'http' }>): UpstreamLane {
+    const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}`
+    let lane = this.lanes.get(key)
+    if (lane === undefined) {
+      const pool = new Pool(target.origin, { connections: target.limits.maxConnections, pipelining: 1, connect: { rejectUnauthorized: true } })
+      lane = { key, pool, gate: new UpstreamGate(target.limits) }
+      this.lanes.set(key, lane)
+    }
+    return lane
+  }
+
+  /** Closes (gracefully) the pools of upstreams no longer in the configuration. */
+  retain(targets: Iterable<Target>): void {
+    const keep = new Set<string>()
+    for (const t of targets) if (t.kind === 'http') keep.add(this.lane(t).key)
+    for (const [key, lane] of this.lanes) {
+      if (keep.has(key)) continue
+      this.lanes.delete(key)
+      void lane.pool.close().catch(() => undefined)
+    }
+  }
+
+  /** The body to send: already read, received whole (small), or streamed; and what to give back once sent. */
+  private async payload(req: IncomingMessage, res: ServerResponse, plan: BodyPlan): Promise<{ body: Buffer | AsyncIterable<Buffer> | null; done: () => void }> {
+    const nothing = () => undefined
+    if (plan.read !== undefined) return { body: plan.read, done: nothing }
+    if (!announcesBody(req)) return { body: null, done: nothing }
+    const declared = req.headers['content-length'] === undefined ? undefined : Number(req.headers['content-length'])
+    const share = Math.min(declared ?? this.bufferBytes, this.bufferBytes)
+    if (this.bufferBytes > 0 && (declared === undefined || declared <= this.bufferBytes) && this.budget.take(share)) {
+      const done = () => this.budget.give(share)
+      try {
+        const got = await readBody(req, res, plan.bounds, this.bufferBytes + 1)
+        if (got.ended) return { body: Buffer.concat(got.chunks, got.bytes), done }
+        return { body: streamRest(req, got, plan.bounds), done }
+      } catch (err) {
+        done()
+        throw err
+      }
+    }
+    continueIfExpected(req, res)
+    return { body: streamRest(req, { chunks: [], bytes: 0, ended: false }, plan.bounds), done: nothing }
+  }
+
+  async forward(
     request: FastifyRequest,
     reply: FastifyReply,
     target: Extract<Target, { kind: 'http' }>,
     path: string,
     query: string,
     headers: OutgoingHeaderContext,
+    plan: BodyPlan,
     fail: FailRequest,
-  ): void {
+  ): Promise<void> {
     const req = request.raw
     const res = reply.raw
     reply.hijack()
     const method = request.method
-    const body = method === 'GET' || method === 'HEAD' ? null : Buffer.isBuffer(request.body) ? request.body : req
     let controller: Dispatcher.DispatchController | undefined
     let started = false
+    let finished = false
+    let release: (() => void) | undefined
+    let payloadDone: (() => void) | undefined
+    const settle = () => {
+      if (finished) return
+      finished = true
+      release?.()
+      payloadDone?.()
+    }
     res.once('close', () => {
       if (!res.writableFinished) controller?.abort(new Error('the client went away'))
+      settle()
     })
+    const lane = this.lane(target)
+    let body: Buffer | AsyncIterable<Buffer> | null
+    try {
+      const prepared = await this.payload(req, res, plan)
+      body = prepared.body
+      payloadDone = prepared.done
+      release = await lane.gate.acquire()
+    } catch (err) {
+      settle()
+      if (!res.destroyed) fail(request, reply, asPipelineError(err))
+      return
+    }
+    if (res.destroyed) return settle()
     const options: Dispatcher.DispatchOptions = {
-      origin: target.origin,
       path: target.basePath + path + query,
       method: method as Dispatcher.HttpMethod,
       headers: rewriteRequestHeaders(request.headers, headers),
-      body,
+      // undici streams an async iterable; its types only name Readable.
+      body: body as Dispatcher.DispatchOptions['body'],
       headersTimeout: target.timeoutMs,
       bodyTimeout: target.timeoutMs,
     }
     const onDrain = () => controller?.resume()
-    this.agent.dispatch(options, {
+    lane.pool.dispatch(options, {
       onRequestStart(c) {
         controller = c
       },
@@ -112,19 +203,30 @@ export class Forwarder {
         }
       },
       onResponseEnd() {
+        settle()
         res.end()
       },
       onResponseError(_c, error) {
+        settle()
         if (res.destroyed) return
-        if (!started && !res.headersSent) fail(request, reply, upstreamError(error as Error & { code?: string }))
+        if (!started && !res.headersSent) fail(request, reply, asPipelineError(error))
         else res.destroy(error)
       },
     })
   }
 
-  close(): Promise<void> {
-    return this.agent.close()
+  async close(): Promise<void> {
+    await Promise.all([...this.lanes.values()].map((l) => l.pool.close().catch(() => undefined)))
+    this.lanes.clear()
   }
+}
+
+/** A failure on the way upstream: the pipeline's own (413, 408, 503…) as it is, a transport failure classified. */
+function asPipelineError(err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err
+  const cause = (err as { cause?: unknown }).cause
+  if (cause instanceof GatewayError) return cause
+  return upstreamError(err as Error & { code?: string })
 }
 
 /**
@@ -138,23 +240,33 @@ export async function deliver(
   path: string,
   query: string,
   headers: OutgoingHeaderContext,
+  body: BodyPlan,
   forwarder: Forwarder,
   fail: FailRequest,
 ): Promise<FastifyReply | undefined> {
   const target = route.upstream
   switch (target.kind) {
     case 'http':
-      forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, fail)
+      await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail)
       return undefined
     case 'echo':
       return echo(request, reply, upstreamPath(route, path), query, headers)
     case 'builtin': {
+      // The endpoints take form bodies only; those are read here, bounded.
+      const form = body.read ?? (mediaType(request.raw) === 'application/x-www-form-urlencoded' ? await readWhole(request, reply, body) : undefined)
       const answer = await target.respond({
         rawHeaders: request.raw.rawHeaders,
         contentType: request.headers['content-type'],
-        body: Buffer.isBuffer(request.body) ? request.body : undefined,
+        body: form,
+        address: request.ip,
       })
       return reply.code(answer.status).headers(answer.headers).send(answer.body)
     }
   }
+}
+
+/** A whole body, bounded as the plan says. */
+export async function readWhole(request: FastifyRequest, reply: FastifyReply, plan: BodyPlan): Promise<Buffer> {
+  const got = await readBody(request.raw, reply.raw, plan.bounds)
+  return Buffer.concat(got.chunks, got.bytes)
 }
