@@ -58,12 +58,6 @@ function requestId(req: IncomingMessage): string {
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : newRequestId()
 }
 
-/** A hop count becomes "trust the first n hops", as proxy-addr reads it. */
-function trustProxyOption(trust: CompiledConfig['server']['trustProxy']): boolean | string[] | ((addr: string, hop: number) => boolean) {
-  if (typeof trust === 'number') return (_addr, hop) => hop < trust
-  return trust
-}
-
 /**
  * Builds the gateway's proxy app around a compiled configuration. Listener
  * settings (`server.listen`, `trust_proxy`, `body_limit`, `cache`) are read
@@ -106,7 +100,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // connection for keep_alive_timeout; the checks run every second.
   const app = Fastify({
     loggerInstance: SILENT,
-    trustProxy: trustProxyOption(server.trustProxy),
+    trustProxy: server.trustProxy,
     genReqId: requestId,
     return503OnClosing: true,
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 8192 },

@@ -7,6 +7,8 @@
 export type ErrorCode =
   // the request itself is unusable (400)
   | 'path_invalid'
+  | 'host_invalid'
+  | 'upgrade_unsupported'
   | 'request_malformed'
   | 'authorization_malformed'
   | 'token_duplicated'

@@ -7,7 +7,7 @@ import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer, hasAccessTokenParam } from './pipeline/extract/bearer.js'
 import { deliver, readWhole, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
-import { canonicalHost } from './pipeline/normalize/host.js'
+import { canonicalHost, isHostValue, originForm, refuseUpgrade } from './pipeline/normalize/host.js'
 import { normalizeTarget } from './pipeline/normalize/path.js'
 import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
 import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
@@ -50,7 +50,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const config = source.current
     const outcome = request.outcome!
 
-    const target = normalizeTarget(request.raw.url ?? '/')
+    const target = normalizeTarget(originForm(request.raw.url ?? '/', request.raw.rawHeaders))
+    refuseUpgrade(request.headers.upgrade)
     outcome.path = target.path
 
     const host = canonicalHost(request.hostname)
@@ -109,12 +110,13 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
 
     const set: Record<string, string> = {
       'x-forwarded-for': forwardedFor(request),
-      'x-forwarded-proto': request.protocol,
+      'x-forwarded-proto': forwardedProto(request),
       'x-request-id': request.id,
     }
     if (override !== undefined) set['x-http-method-override'] = override
     // An HTTP/1.0 request may come without Host: then there is none to pass on.
-    const givenHost = request.host
+    // A trusted proxy's X-Forwarded-Host, when it names a host; else the request's own.
+    const givenHost = isHostValue(request.host) ? request.host : request.raw.headers.host
     if (givenHost) {
       set['x-forwarded-host'] = givenHost
       if (route.upstream.kind === 'http' && route.upstream.preserveHost) set.host = givenHost
@@ -123,6 +125,13 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read }, forwarder, fail)
   }
+}
+
+/** http or https: a trusted proxy's X-Forwarded-Proto when it says one of them, else the connection's own. */
+function forwardedProto(request: FastifyRequest): string {
+  const p = request.protocol
+  if (p === 'https' || p === 'http') return p
+  return (request.raw.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http'
 }
 
 /** The client chain: addresses vouched for by trusted proxies, then the peer. */

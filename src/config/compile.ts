@@ -58,7 +58,7 @@ export interface IssuerRuntime extends TrustedIssuer {
 const USES_JWT: ReadonlySet<ValidationMode> = new Set(['jwt', 'auto', 'jwt_and_introspection'])
 const USES_INTROSPECTION: ReadonlySet<ValidationMode> = new Set(['introspection', 'auto', 'jwt_and_introspection'])
 
-export type TrustProxy = boolean | number | string[]
+export type TrustProxy = false | string[]
 
 /**
  * The configuration as the request path uses it: validated once, immutable,

@@ -306,11 +306,13 @@ const ProtectedResource = Type.Object(
 
 const TrustProxy = Type.Union(
   [
-    Type.Boolean(),
-    Type.Integer({ minimum: 1, description: 'number of proxy hops to trust' }),
+    Type.Literal(false),
     Type.Array(Type.String({ minLength: 1 }), { minItems: 1, description: 'addresses or CIDR ranges of trusted proxies' }),
   ],
-  { description: 'which X-Forwarded-* headers to believe: false (default), true, a hop count, or proxy addresses/CIDRs' },
+  {
+    description:
+      'false (the default), or the addresses and CIDR ranges of the proxies in front ("10.0.0.0/8", "loopback"): X-Forwarded-For/-Host/-Proto are believed only as far as the hops are inside them. true and hop counts are not accepted: they believe whoever connects directly',
+  },
 )
 
 export const ConfigSchema = Type.Object(

@@ -13,6 +13,8 @@ interface Mapping {
 /** The one place where an error code becomes an HTTP answer. */
 export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   path_invalid: { status: 400, error: 'invalid_path' },
+  host_invalid: { status: 400, error: 'invalid_request' },
+  upgrade_unsupported: { status: 501, error: 'not_implemented' },
   request_malformed: { status: 400, error: 'invalid_request' },
   authorization_malformed: { status: 400, oauth: 'invalid_request' },
   token_duplicated: { status: 400, oauth: 'invalid_request' },
@@ -49,6 +51,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
 /** What 5xx answers say; the real cause goes to the log only. */
 const PUBLIC_5XX: Readonly<Record<number, string>> = {
   500: 'the gateway failed to handle the request',
+  501: 'protocol upgrades (WebSocket and others) are not supported by this gateway',
   502: 'the upstream service could not be reached',
   503: 'a service needed for this request is unavailable or busy; retry later',
   504: 'the upstream service did not answer in time',

@@ -52,6 +52,7 @@ export const BUILT_IN_STRIPPED = [
   'te',
   'trailer',
   'upgrade',
+  'http2-settings',
 ] as const
 
 /** Name prefixes of the same families (folded). */
