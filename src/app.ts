@@ -197,6 +197,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await app.close()
       await forwarder.close()
       await sharedStore?.close()
+      await current.authorizationServer?.verifier.close()
     },
   }
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { createLocalJWKSet, jwtVerify, SignJWT, type JWTVerifyGetKey } from 'jose'
 import { ExpiringLru } from '../cache/lru.js'
-import { DUMMY_HASH, verifySecret, type ParsedHash } from './secret-hash.js'
+import { DUMMY_HASH, type ParsedHash } from './secret-hash.js'
+import { SecretVerifier, VerifierBusy } from './secret-verifier.js'
 import type { SigningKey } from './signing-keys.js'
 
 export interface RegisteredClient {
@@ -20,7 +21,7 @@ export interface AuthorizationServerSettings {
   /** Signing keys: the first signs, all are published. */
   readonly keys: readonly SigningKey[]
   readonly clients: ReadonlyMap<string, RegisteredClient>
-  readonly throttle: { readonly failures: number; readonly windowMs: number }
+  readonly throttle: ThrottleLimits
 }
 
 /** A request as the built-in endpoints read it. */
@@ -43,25 +44,57 @@ type TokenError = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unau
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 
-/** Failed client authentications per client id, shared across reloads. */
+export interface ThrottleLimits {
+  /** Failed attempts per (client id, address) in a window. */
+  readonly failures: number
+  /** Failed attempts per client id from all addresses together in a window. */
+  readonly clientFailures: number
+  readonly windowMs: number
+}
+
+interface Count {
+  failures: number
+  pending: number
+  until: number
+}
+
+/**
+ * Failed client authentications, counted per (client id, source address)
+ * and per client id across addresses (the ceiling), shared across reloads.
+ * An attempt is reserved before its secret is checked, so concurrent
+ * guesses count at once; a client's own address is not locked out by
+ * someone else's failures until the client-wide ceiling is reached.
+ */
 export class FailureThrottle {
-  private readonly failures = new ExpiringLru<{ count: number; until: number }>(10_000)
+  private readonly counts = new ExpiringLru<Count>(100_000)
 
-  /** Seconds to wait, when the client id is throttled. */
-  blockedFor(clientId: string, limit: number, now: number): number | undefined {
-    const entry = this.failures.get(clientId)
-    if (!entry || entry.count < limit) return undefined
-    return Math.max(1, Math.ceil((entry.until - now) / 1000))
-  }
-
-  fail(clientId: string, windowMs: number, now: number): void {
-    const entry = this.failures.get(clientId)
-    const next = entry ? { count: entry.count + 1, until: entry.until } : { count: 1, until: now + windowMs }
-    this.failures.set(clientId, next, next.until)
-  }
-
-  succeed(clientId: string): void {
-    this.failures.delete(clientId)
+  /** Seconds to wait when throttled; otherwise the attempt is reserved and `settle` must be called with its outcome. */
+  reserve(clientId: string, address: string, limits: ThrottleLimits, now: number): { wait: number } | { settle: (outcome: 'ok' | 'failed' | 'unchecked') => void } {
+    const keys = [`a\u0000${clientId}\u0000${address}`, `c\u0000${clientId}`] as const
+    const caps = [limits.failures, limits.clientFailures]
+    const counts = keys.map((k) => this.counts.get(k))
+    for (let i = 0; i < 2; i++) {
+      const c = counts[i]
+      if (c && c.failures + c.pending >= caps[i]!) return { wait: Math.max(1, Math.ceil((c.until - now) / 1000)) }
+    }
+    const held = keys.map((k, i) => {
+      const c = counts[i] ?? { failures: 0, pending: 0, until: now + limits.windowMs }
+      c.pending++
+      this.counts.set(k, c, c.until)
+      return c
+    })
+    let settled = false
+    return {
+      settle: (outcome) => {
+        if (settled) return
+        settled = true
+        for (const c of held) {
+          c.pending--
+          if (outcome === 'failed') c.failures++
+        }
+        if (outcome === 'ok') this.counts.delete(keys[0])
+      },
+    }
   }
 }
 
@@ -101,11 +134,13 @@ export class AuthorizationServer {
 
   /**
    * @param throttle failure counts, kept across reloads
+   * @param verifier the secret checking queue, kept across reloads
    * @param generatedKey whether the signing key was generated at start (kept across reloads)
    */
   constructor(
     readonly settings: AuthorizationServerSettings,
     readonly throttle: FailureThrottle,
+    readonly verifier: SecretVerifier,
     readonly generatedKey: boolean,
     private readonly now: () => number = Date.now,
   ) {
@@ -258,19 +293,22 @@ export class AuthorizationServer {
       return invalidClient('client authentication is required')
     }
 
-    const now = this.now()
-    const { failures, windowMs } = this.settings.throttle
-    const wait = this.throttle.blockedFor(clientId, failures, now)
-    if (wait !== undefined) {
-      return { status: 429, headers: { ...NO_STORE, 'retry-after': String(wait) }, body: { error: 'invalid_client', error_description: 'too many failed attempts; retry later' } }
+    const address = req.address ?? 'unknown'
+    const attempt = this.throttle.reserve(clientId, address, this.settings.throttle, this.now())
+    if ('wait' in attempt) {
+      return { status: 429, headers: { ...NO_STORE, 'retry-after': String(attempt.wait) }, body: { error: 'invalid_client', error_description: 'too many failed attempts; retry later' } }
     }
     const client = this.settings.clients.get(clientId)
-    const ok = await verifySecret(secret, client?.secret ?? DUMMY_HASH)
-    if (!client || !ok) {
-      this.throttle.fail(clientId, windowMs, now)
-      return invalidClient('client authentication failed')
+    let ok: boolean
+    try {
+      ok = await this.verifier.verify(secret, client?.secret ?? DUMMY_HASH, address)
+    } catch (err) {
+      attempt.settle('unchecked')
+      if (!(err instanceof VerifierBusy)) throw err
+      return { status: 503, headers: { ...NO_STORE, 'retry-after': '1' }, body: { error: 'temporarily_unavailable', error_description: 'too many client authentications in progress; retry later' } }
     }
-    this.throttle.succeed(clientId)
+    attempt.settle(ok && client !== undefined ? 'ok' : 'failed')
+    if (!client || !ok) return invalidClient('client authentication failed')
     return client
   }
 }

@@ -18,6 +18,7 @@ import type { Target } from '../pipeline/forward/targets.js'
 import type { DependencyObserver } from '../metrics/metrics.js'
 import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../authorization-server/server.js'
 import { parseSecretHash } from '../authorization-server/secret-hash.js'
+import { SecretVerifier } from '../authorization-server/secret-verifier.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
@@ -431,6 +432,7 @@ async function compileAuthorizationServer(
   })
   if (keys.length === 0) return undefined
   const throttle = previous?.throttle ?? new FailureThrottle()
+  const verifier = previous?.verifier ?? new SecretVerifier()
   return new AuthorizationServer(
     {
       issuer: c.issuer,
@@ -438,10 +440,12 @@ async function compileAuthorizationServer(
       clients,
       throttle: {
         failures: c.throttle?.failures ?? DEFAULTS.asThrottleFailures,
+        clientFailures: c.throttle?.client_failures ?? DEFAULTS.asThrottleClientFailures,
         windowMs: parseDuration(c.throttle?.window ?? DEFAULTS.asThrottleWindow),
       },
     },
     throttle,
+    verifier,
     !c.keys,
   )
 }

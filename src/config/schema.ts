@@ -27,6 +27,7 @@ export const DEFAULTS = {
   redisTimeout: '100ms',
   asTokenLifetime: '10m',
   asThrottleFailures: 5,
+  asThrottleClientFailures: 100,
   asThrottleWindow: '1m',
   identityHeaders: {
     client_id: 'X-Client-Id',
@@ -284,7 +285,17 @@ const AuthorizationServer = Type.Object(
     throttle: Type.Optional(
       Type.Object(
         {
-          failures: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.asThrottleFailures, description: 'failed authentications per client id before it is throttled' })),
+          failures: Type.Optional(
+            Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULTS.asThrottleFailures, description: 'failed authentications per client id and source address in a window before that pair is throttled' }),
+          ),
+          client_failures: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1_000_000,
+              default: DEFAULTS.asThrottleClientFailures,
+              description: 'failed authentications per client id from all addresses together in a window before the client id is throttled (the ceiling on distributed guessing)',
+            }),
+          ),
           window: Type.Optional(duration(DEFAULTS.asThrottleWindow, 'the window failures are counted in, and how long a throttled client id waits')),
         },
         strict,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { rawConnect } from '../helpers/raw.js'
-import { send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
+import { send, startEchoUpstream, type Echoed } from '../helpers/servers.js'
 import { parseConfig } from '../../src/config/load.js'
 import { ConfigError } from '../../src/config/errors.js'
 
@@ -10,7 +10,7 @@ import { ConfigError } from '../../src/config/errors.js'
 // same authority; an upgrade is refused rather than quietly dropped; and
 // forwarded headers are believed only from trusted proxy addresses.
 
-let upstream: Listening
+let upstream: Awaited<ReturnType<typeof startEchoUpstream>>
 let g: TestGateway
 let trustingOthers: TestGateway
 beforeAll(async () => {
@@ -71,7 +71,7 @@ describe('Host', () => {
 })
 
 describe('Upgrade', () => {
-  for (const [upgrade, connection] of [['websocket', 'Upgrade'], ['WebSocket', 'keep-alive, upgrade'], ['foo/1', 'upgrade'], ['websocket', 'close']]) {
+  for (const [upgrade, connection] of [['websocket', 'Upgrade'], ['WebSocket', 'keep-alive, upgrade'], ['foo/1', 'upgrade'], ['websocket', 'close']] as const) {
     it(`Upgrade: ${upgrade} is refused with 501 and a reason, never forwarded as a plain request`, async () => {
       const before = upstream.received.length
       const res = await send(g.url, { path: '/socket', headers: [['Upgrade', upgrade], ['Connection', connection], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']] })
