@@ -8,7 +8,7 @@ import { extractBearer, hasAccessTokenParam } from './pipeline/extract/bearer.js
 import { deliver, readWhole, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { canonicalHost, isHostValue, originForm, refuseUpgrade } from './pipeline/normalize/host.js'
-import { normalizeTarget } from './pipeline/normalize/path.js'
+import { canonicalTarget } from './pipeline/normalize/path.js'
 import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
 import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
 
@@ -50,7 +50,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     const config = source.current
     const outcome = request.outcome!
 
-    const target = normalizeTarget(originForm(request.raw.url ?? '/', request.raw.rawHeaders))
+    const target = canonicalTarget(originForm(request.raw.url ?? '/', request.raw.rawHeaders), config.server.caseInsensitivePaths)
     refuseUpgrade(request.headers.upgrade)
     outcome.path = target.path
 

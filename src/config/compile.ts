@@ -14,6 +14,7 @@ import type { OverridePolicy } from '../pipeline/method/override.js'
 import { RouteConflictError, Router, type RouteSpec } from '../pipeline/match/router.js'
 import { BUILT_IN_STRIPPED, buildHeaderPolicy, foldHeaderName, type HeaderPolicy } from '../pipeline/mutate/headers.js'
 import { parseDuration } from './duration.js'
+import { foldPathCase } from '../pipeline/normalize/path.js'
 import type { Target } from '../pipeline/forward/targets.js'
 import type { DependencyObserver } from '../metrics/metrics.js'
 import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../authorization-server/server.js'
@@ -76,6 +77,8 @@ export interface CompiledConfig {
     readonly bodyLimit: number
     readonly drainTimeoutMs: number
     readonly workers: number
+    /** Fold path letters before matching (and forward the folded path). */
+    readonly caseInsensitivePaths: boolean
   }
   readonly admin: { readonly host: string; readonly port: number }
   /** Bounds on what clients hold (listener ones read at start). */
@@ -159,6 +162,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
   const limits = compileLimits(config.limits, report)
+  const caseInsensitive = config.server?.case_insensitive_paths ?? false
+  const foldCase = (p: string) => (caseInsensitive ? foldPathCase(p) : p)
   const upstreams = new Map<string, CompiledUpstream>()
   for (const [id, u] of Object.entries(config.upstreams)) {
     if ('echo' in u) {
@@ -191,7 +196,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
 
     let pattern
     try {
-      pattern = parsePattern(r.match.path)
+      pattern = parsePattern(foldCase(r.match.path))
     } catch (err) {
       if (!(err instanceof PatternError)) throw err
       report(at('match', 'path'), err.message)
@@ -205,7 +210,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     }
     let stripPrefix: string | null = null
     if (r.strip_prefix !== undefined) {
-      const prefix = parsePattern(r.strip_prefix)
+      const prefix = parsePattern(foldCase(r.strip_prefix))
       const fixed = staticPrefix(pattern)
       const p = staticPrefix(prefix)
       const isSegmentPrefix = prefix.segments.every((s) => s.kind === 'static') && (fixed === p || fixed.startsWith(p === '/' ? '/' : p + '/'))
@@ -307,6 +312,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       realm: config.server?.realm ?? DEFAULTS.realm,
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
       drainTimeoutMs: parseDuration(config.server?.drain_timeout ?? DEFAULTS.drainTimeout),
+      caseInsensitivePaths: caseInsensitive,
       workers: config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1),
     }),
     admin: Object.freeze(splitListen(config.admin?.listen ?? DEFAULTS.adminListen)),

@@ -337,6 +337,13 @@ export const ConfigSchema = Type.Object(
           realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),
           body_limit: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.bodyLimit, description: 'largest form-encoded body read to look for tokens, in bytes; other bodies are streamed' })),
           drain_timeout: Type.Optional(duration(DEFAULTS.drainTimeout, 'on SIGTERM, how long requests in flight may take to finish')),
+          case_insensitive_paths: Type.Optional(
+            Type.Boolean({
+              default: false,
+              description:
+                'fold the letters of request paths to lower case before matching, and forward the folded path: set it when any upstream treats paths case-insensitively (IIS, some Spring setups, case-insensitive file systems), or "/API/Admin" reaches what "/api/admin" rules guard',
+            }),
+          ),
           workers: Type.Optional(
             Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
               default: 1,

@@ -7,7 +7,7 @@ import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/
 import type { Principal } from '../pipeline/authn/principal.js'
 import { authorize } from '../pipeline/authz/scopes.js'
 import { canonicalHost } from '../pipeline/normalize/host.js'
-import { normalizeTarget } from '../pipeline/normalize/path.js'
+import { canonicalTarget } from '../pipeline/normalize/path.js'
 import { BearerToken } from '../pipeline/extract/bearer.js'
 import { upstreamPath } from '../pipeline/forward/upstream.js'
 import { HTTP_BY_CODE } from '../http/error-reply.js'
@@ -41,7 +41,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
     return { decision: 'deny', status: HTTP_BY_CODE[err.code].status, reason: err.code, lines }
   }
   try {
-    const target = normalizeTarget(input.path)
+    const target = canonicalTarget(input.path, config.server.caseInsensitivePaths)
     lines.push(`request: ${input.method} ${target.path}${target.query}${input.host ? ` (host ${input.host})` : ''}`)
     const match = config.router.match(input.method.toUpperCase(), canonicalHost(input.host), target.path)
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')

@@ -156,3 +156,19 @@ function assertUtf8(canonicalSegment: string): void {
     invalid('the path contains percent-encoded bytes that are not valid UTF-8')
   }
 }
+
+/**
+ * The path with its ASCII letters in lower case, percent-encodings left as
+ * they are (their hex digits stay upper-case): what routes match, and what is
+ * forwarded, under server.case_insensitive_paths.
+ */
+export function foldPathCase(path: string): string {
+  if (!/[A-Z]/.test(path)) return path
+  return path.replace(/%[0-9A-F]{2}|[A-Z]+/g, (m) => (m.charCodeAt(0) === 0x25 ? m : m.toLowerCase()))
+}
+
+/** The canonical target, its path folded to lower case when the configuration says so. */
+export function canonicalTarget(rawUrl: string, foldCase: boolean): RequestTarget {
+  const target = normalizeTarget(rawUrl)
+  return foldCase ? { path: foldPathCase(target.path), query: target.query } : target
+}
