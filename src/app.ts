@@ -218,11 +218,13 @@ const LINGER_MS = 2000
  * still sends is discarded for at most LINGER_MS, never read into memory.
  */
 function closeAfter(req: IncomingMessage, res: ServerResponse): void {
+  const socket = req.socket as IncomingMessage['socket'] | null
+  if (!socket) return
   res.once('finish', () => {
-    if (req.complete) return
-    const timer = setTimeout(() => req.socket.destroy(), LINGER_MS)
+    if (req.complete || socket.destroyed) return
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS)
     timer.unref()
-    req.socket.once('close', () => clearTimeout(timer))
+    socket.once('close', () => clearTimeout(timer))
   })
 }
 

@@ -11,6 +11,7 @@ import { canonicalHost, isHostValue, originForm, refuseUpgrade } from './pipelin
 import { canonicalTarget } from './pipeline/normalize/path.js'
 import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
 import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
+import { MultipartScanner, multipartBoundary } from './pipeline/body/multipart.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -94,9 +95,14 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     // (bounded) where it could carry a second token or a method override.
     const bounds = { maxBytes: route.maxBodyBytes, idleMs: config.limits.bodyIdleTimeoutMs }
     let read: Buffer | undefined
+    let inspect: ((chunk: Buffer) => void) | undefined
     const checksToken = route.auth.kind === 'protected'
-    if ((checksToken || route.methodOverride !== 'ignore') && announcesBody(request.raw) && mediaType(request.raw) === 'application/x-www-form-urlencoded') {
-      if (isEncoded(request.raw)) throw new GatewayError('body_encoding_unsupported', 'a form body on this route must not be content-encoded')
+    const type = (checksToken || route.methodOverride !== 'ignore') && announcesBody(request.raw) ? mediaType(request.raw) : undefined
+    if ((type === 'application/x-www-form-urlencoded' || type === 'multipart/form-data') && isEncoded(request.raw)) {
+      throw new GatewayError('body_encoding_unsupported', 'a form body on this route must not be content-encoded')
+    }
+    if (type === 'multipart/form-data') inspect = multipartCheck(request.headers['content-type']!, checksToken, route.methodOverride !== 'ignore')
+    if (type === 'application/x-www-form-urlencoded') {
       read = await readWhole(request, reply, { bounds: { ...bounds, maxBytes: Math.min(bounds.maxBytes, config.server.bodyLimit) } })
       const form = read.toString('latin1')
       if (checksToken && hasAccessTokenParam(form)) throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
@@ -123,8 +129,25 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
-    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read }, forwarder, fail)
+    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read, inspect }, forwarder, fail)
   }
+}
+
+/**
+ * The check of a multipart form body as it streams: a field some framework
+ * reads as access_token (where tokens are checked) or _method (where
+ * overrides matter) stops the request. Multipart overrides are refused
+ * even where overrides are allowed: their value is not known in time.
+ */
+function multipartCheck(contentType: string, checksToken: boolean, checksOverride: boolean): (chunk: Buffer) => void {
+  const boundary = multipartBoundary(contentType)
+  if (boundary === undefined) throw new GatewayError('request_malformed', 'a multipart body needs a boundary')
+  const targets = [...(checksToken ? ['access_token'] : []), ...(checksOverride ? ['_method'] : [])]
+  const scanner = new MultipartScanner(boundary, targets, (reading) => {
+    if (reading === 'access_token') throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
+    throw new GatewayError('method_override_refused', 'method overrides in a multipart body are not accepted: send the request with its real method')
+  })
+  return (chunk) => scanner.push(chunk)
 }
 
 /** http or https: a trusted proxy's X-Forwarded-Proto when it says one of them, else the connection's own. */

@@ -61,6 +61,8 @@ export interface BodyPlan {
   readonly bounds: BodyBounds
   /** The body, when the pipeline already read it (form bodies it checked). */
   readonly read?: Buffer | undefined
+  /** Sees every chunk before it goes upstream; throwing stops the request (multipart fields it checks). */
+  readonly inspect?: ((chunk: Buffer) => void) | undefined
 }
 
 interface UpstreamLane {
@@ -124,15 +126,18 @@ export class Forwarder {
       const done = () => this.budget.give(share)
       try {
         const got = await readBody(req, res, plan.bounds, this.bufferBytes + 1)
-        if (got.ended) return { body: Buffer.concat(got.chunks, got.bytes), done }
-        return { body: streamRest(req, got, plan.bounds), done }
+        if (got.ended) {
+          if (plan.inspect) for (const chunk of got.chunks) plan.inspect(chunk)
+          return { body: Buffer.concat(got.chunks, got.bytes), done }
+        }
+        return { body: inspected(streamRest(req, got, plan.bounds), plan.inspect), done }
       } catch (err) {
         done()
         throw err
       }
     }
     continueIfExpected(req, res)
-    return { body: streamRest(req, { chunks: [], bytes: 0, ended: false }, plan.bounds), done: nothing }
+    return { body: inspected(streamRest(req, { chunks: [], bytes: 0, ended: false }, plan.bounds), plan.inspect), done: nothing }
   }
 
   async forward(
@@ -219,6 +224,17 @@ export class Forwarder {
     await Promise.all([...this.lanes.values()].map((l) => l.pool.close().catch(() => undefined)))
     this.lanes.clear()
   }
+}
+
+/** The chunks, each shown to `inspect` before it goes on. */
+function inspected(chunks: AsyncGenerator<Buffer>, inspect: ((chunk: Buffer) => void) | undefined): AsyncIterable<Buffer> {
+  if (!inspect) return chunks
+  return (async function* () {
+    for await (const chunk of chunks) {
+      inspect(chunk)
+      yield chunk
+    }
+  })()
 }
 
 /** A failure on the way upstream: the pipeline's own (413, 408, 503…) as it is, a transport failure classified. */
