@@ -97,6 +97,11 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
       err.write(e.message + '\n')
       return 1
     }
+    if (command === 'validate' || command === 'routes' || command === 'explain') {
+      // Not a configuration error: a fault of the gateway's, said in a line, never a stack trace.
+      err.write(`the configuration could not be compiled: ${(e as Error)?.message ?? String(e)} (please report this)\n`)
+      return 1
+    }
     if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       err.write(`${(e as Error).message}\n${USAGE}`)
       return 2

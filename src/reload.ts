@@ -69,7 +69,13 @@ export class ConfigReloader {
 
   /** Reloads now. A `watch` trigger skips content already seen; `signal` always re-reads. */
   reload(trigger: 'watch' | 'signal'): Promise<ReloadResult> {
-    this.queue = this.queue.then(() => this.run(trigger))
+    // Never rejects: a reload that fails in any way is refused, and the configuration in force keeps serving.
+    this.queue = this.queue.then(() =>
+      this.run(trigger).catch((err: unknown) => {
+        this.refused([`${this.file}: the reload failed (${(err as Error)?.message ?? String(err)})`], err)
+        return 'refused' as const
+      }),
+    )
     return this.queue
   }
 
@@ -89,8 +95,9 @@ export class ConfigReloader {
     try {
       next = await compileConfig(parseConfig(text, this.file, this.env), { previous: this.gateway.current, observer: this.observer })
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err
-      this.refused(err.issues.map(formatIssue))
+      // Whatever the failure, the configuration in force keeps serving.
+      if (err instanceof ConfigError) this.refused(err.issues.map(formatIssue))
+      else this.refused([`${this.file}: the configuration could not be compiled (${(err as Error)?.message ?? String(err)})`], err)
       return 'refused'
     }
     const needRestart = restartOnly(this.gateway.current, next)
@@ -104,9 +111,9 @@ export class ConfigReloader {
     return 'applied'
   }
 
-  private refused(errors: string[]): void {
+  private refused(errors: string[], err?: unknown): void {
     this.metrics.reload('failure')
-    this.logger.error({ errors }, 'configuration refused; the previous configuration stays in force')
+    this.logger.error({ errors, ...(err === undefined ? {} : { err }) }, 'configuration refused; the previous configuration stays in force')
   }
 }
 

@@ -165,12 +165,17 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
   const foldCase = (p: string) => (caseInsensitive ? foldPathCase(p) : p)
   const upstreams = new Map<string, CompiledUpstream>()
+  const brokenUpstreams = new Set<string>()
   for (const [id, u] of Object.entries(config.upstreams)) {
     if ('echo' in u) {
       upstreams.set(id, { kind: 'echo', id })
       continue
     }
-    const url = new URL(u.url)
+    const url = parseUrl(u.url, ['upstreams', id, 'url'], report)
+    if (!url) {
+      brokenUpstreams.add(id)
+      continue
+    }
     if (url.search || url.hash) report(['upstreams', id, 'url'], 'an upstream URL may not have a query or fragment')
     if (url.username || url.password) report(['upstreams', id, 'url'], 'credentials in an upstream URL are not supported')
     upstreams.set(id, {
@@ -204,13 +209,20 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     }
     const upstream = upstreams.get(r.upstream)
     if (!upstream) {
-      const known = [...upstreams.keys()].join(', ')
-      report(at('upstream'), `unknown upstream "${r.upstream}"; defined: ${known}`)
+      const known = [...upstreams.keys(), ...brokenUpstreams].join(', ')
+      if (!brokenUpstreams.has(r.upstream)) report(at('upstream'), `unknown upstream "${r.upstream}"; defined: ${known}`)
       return
     }
     let stripPrefix: string | null = null
     if (r.strip_prefix !== undefined) {
-      const prefix = parsePattern(foldCase(r.strip_prefix))
+      let prefix
+      try {
+        prefix = parsePattern(foldCase(r.strip_prefix))
+      } catch (err) {
+        if (!(err instanceof PatternError)) throw err
+        report(at('strip_prefix'), err.message)
+        return
+      }
       const fixed = staticPrefix(pattern)
       const p = staticPrefix(prefix)
       const isSegmentPrefix = prefix.segments.every((s) => s.kind === 'static') && (fixed === p || fixed.startsWith(p === '/' ? '/' : p + '/'))
@@ -280,7 +292,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
-  const resourceMetadata = builtinRoutes(config, routes, authorizationServer)
+  const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report)
 
   let router: Router<CompiledRoute> | undefined
   try {
@@ -293,6 +305,10 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
 
   const headers = compileHeaders(config, report)
   const listen = splitListen(config.server?.listen ?? DEFAULTS.listen)
+  if (listen.port > 65535) report(['server', 'listen'], `port ${listen.port} is out of range (0 to 65535)`)
+  const adminListen = splitListen(config.admin?.listen ?? DEFAULTS.adminListen)
+  if (adminListen.port > 65535) report(['admin', 'listen'], `port ${adminListen.port} is out of range (0 to 65535)`)
+  checkDurations(config, report)
   const trust = config.server?.trust_proxy
   if (Array.isArray(trust)) {
     trust.forEach((entry, i) => {
@@ -315,7 +331,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       caseInsensitivePaths: caseInsensitive,
       workers: config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1),
     }),
-    admin: Object.freeze(splitListen(config.admin?.listen ?? DEFAULTS.adminListen)),
+    admin: Object.freeze(adminListen),
     limits,
     router,
     issuers,
@@ -356,10 +372,74 @@ function resolveOverridePolicies(routes: CompiledRoute[], byDefault: ReadonlySet
   })
 }
 
+/** Ranges of durations (ms) by field name; limits.ts checks its own. Other durations: 0 to 24h. */
+const DURATION_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  timeout: [1, 600_000],
+  clock_skew: [0, 600_000],
+  cooldown: [0, 3_600_000],
+  max_age: [1000, 86_400_000],
+  max_ttl: [1000, 86_400_000],
+  negative_ttl: [0, 3_600_000],
+  drain_timeout: [0, 3_600_000],
+  token_lifetime: [1000, 86_400_000],
+  window: [1000, 86_400_000],
+}
+
+function describeMs(ms: number): string {
+  return ms % 3_600_000 === 0 && ms > 0 ? `${ms / 3_600_000}h` : ms % 60_000 === 0 && ms > 0 ? `${ms / 60_000}m` : ms % 1000 === 0 && ms > 0 ? `${ms / 1000}s` : `${ms}ms`
+}
+
+/**
+ * Every duration of the file within a sane range: a zero timeout that
+ * refuses everything, or a skew of years that accepts any expired token, is
+ * a located error. Node timers also overflow past 24.8 days (and fire at once).
+ */
+function checkDurations(config: Config, report: (path: FieldPath, message: string) => void): void {
+  const walk = (value: unknown, path: Array<string | number>) => {
+    if (Array.isArray(value)) return value.forEach((v, i) => walk(v, [...path, i]))
+    if (value === null || typeof value !== 'object') return
+    for (const [key, v] of Object.entries(value)) {
+      if (path.length === 0 && key === 'limits') continue
+      if (key === 'queue_timeout') continue // limits.ts
+      if (typeof v === 'string' && /^[0-9]+(ms|s|m|h)$/.test(v)) {
+        const [min, max] = DURATION_RANGES[key] ?? [0, 86_400_000]
+        const ms = parseDuration(v)
+        if (ms < min || ms > max) report([...path, key], `must be between ${describeMs(min)} and ${describeMs(max)}, got ${v}`)
+      } else {
+        walk(v, [...path, key])
+      }
+    }
+  }
+  walk(config, [])
+}
+
+/** A URL, or a located error (and undefined): the schema's pattern lets through what the URL parser refuses ("http://[zz"). */
+function parseUrl(value: string, path: FieldPath, report: (path: FieldPath, message: string) => void): URL | undefined {
+  try {
+    const url = new URL(value)
+    if (url.port !== '' && Number(url.port) > 65535) throw new Error('port out of range')
+    return url
+  } catch {
+    report(path, `"${value.length > 80 ? value.slice(0, 77) + '…' : value}" is not a valid URL`)
+    return undefined
+  }
+}
+
 /** The endpoints the gateway serves itself, as public routes (ids start with "@", which config ids cannot). */
-function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined): string | undefined {
-  const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) =>
-    routes.push({ id, methods, host: null, pattern: parsePattern(path), upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse' })
+function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined, report: (path: FieldPath, message: string) => void): string | undefined {
+  let failed = false
+  const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) => {
+    let pattern
+    try {
+      pattern = parsePattern(path)
+    } catch (err) {
+      if (!(err instanceof PatternError)) throw err
+      failed = true
+      report(id.startsWith('@as') ? ['authorization_server', 'issuer'] : ['protected_resource', 'resource'], `its path cannot be served (${err.message})`)
+      return
+    }
+    routes.push({ id, methods, host: null, pattern, upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse' })
+  }
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))
     add('@as:introspect', as.paths.introspection, ['POST'], (req) => as.introspect(req))
@@ -368,7 +448,8 @@ function builtinRoutes(config: Config, routes: CompiledRoute[], as: Authorizatio
   }
   const pr = config.protected_resource
   if (!pr) return undefined
-  const resource = new URL(pr.resource)
+  const resource = parseUrl(pr.resource, ['protected_resource', 'resource'], report)
+  if (!resource || failed) return undefined
   const resourcePath = resource.pathname.replace(/\/+$/, '')
   const path = `/.well-known/oauth-protected-resource${resourcePath}`
   const scopes = new Set<string>()
@@ -384,7 +465,7 @@ function builtinRoutes(config: Config, routes: CompiledRoute[], as: Authorizatio
     ...(pr.resource_name ? { resource_name: pr.resource_name } : {}),
   }
   add('@protected-resource', path, ['GET', 'HEAD'], () => ({ status: 200, headers: { 'cache-control': 'public, max-age=300' }, body }))
-  return resource.origin + path
+  return failed ? undefined : resource.origin + path
 }
 
 async function compileAuthorizationServer(
@@ -396,6 +477,7 @@ async function compileAuthorizationServer(
 ): Promise<AuthorizationServer | undefined> {
   const c = config.authorization_server
   if (!c) return undefined
+  if (!parseUrl(c.issuer, ['authorization_server', 'issuer'], report)) return undefined
   const previous = options.previous?.authorizationServer
   const keys: SigningKey[] = []
   for (const [i, k] of (c.keys ?? []).entries()) {
@@ -474,15 +556,24 @@ async function compileIssuers(
     const at = (...rest: FieldPath) => ['issuers', i, ...rest]
     if (out.has(c.id)) report(at('id'), `duplicate issuer id "${c.id}"`)
     const insecureOk = c.allow_insecure_http ?? false
+    let urlsOk = true
     const checkUrl = (url: string, path: FieldPath) => {
-      const u = new URL(url)
-      if (u.protocol === 'http:' && !isLoopback(u.hostname) && !insecureOk) {
+      const u = parseUrl(url, path, report)
+      if (!u) {
+        urlsOk = false
+        return
+      }
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+        urlsOk = false
+        report(path, 'must be an http or https URL')
+      } else if (u.protocol === 'http:' && !isLoopback(u.hostname) && !insecureOk) {
         report(path, 'plain http can be read and replaced in transit; use https (or set allow_insecure_http: true)')
       }
     }
     if (c.jwks_uri) checkUrl(c.jwks_uri, at('jwks_uri'))
     if (c.introspection?.endpoint) checkUrl(c.introspection.endpoint, at('introspection', 'endpoint'))
     if (c.discovery) checkUrl(c.issuer, at('issuer'))
+    if (!urlsOk) continue
     if (c.introspection && !c.introspection.endpoint && !c.discovery) {
       report(at('introspection'), 'introspection needs an endpoint, or discovery: true on the issuer')
     }

@@ -42,6 +42,23 @@ async function metric(name: string, label: string): Promise<number> {
 }
 
 describe('hot reload', () => {
+  for (const [what, edit] of [
+    ['an upstream URL the URL parser refuses', (c: string) => c.replace(/url: "[^"]+"/, 'url: "http://[zz"')],
+    ['a strip_prefix the pattern parser refuses', (c: string) => c.replace('auth: public }', 'auth: public, strip_prefix: "/:x" }')],
+    ['a jwks_uri that does not parse', (c: string) => c + '  - { id: j, match: { path: /j }, upstream: api, auth: { issuers: [i], scopes: none } }\nissuers: [{ id: i, issuer: "https://i.example", jwks_uri: "https://[::1/keys", audiences: [a] }]\n'],
+    ['an absurd timeout', (c: string) => c.replace('upstreams: { api: { url: "', 'upstreams: { api: { timeout: 0ms, url: "')],
+  ] as const) {
+    it(`refuses ${what}: the process lives on, the old configuration serves, the failure is counted and logged`, async () => {
+      running = await startServer(config(one.url))
+      await writeFile(running.file, edit(config(one.url)))
+      expect(await running.reloader.reload('signal')).toBe('refused')
+      expect((await send(running.url, { path: '/a' })).status).toBe(200)
+      expect(await metric('gateway_config_reloads_total', 'outcome="failure"')).toBe(1)
+      const refused = running.logs.find((l) => l.msg.startsWith('configuration refused'))!
+      expect(JSON.stringify(refused.errors)).toContain(`${running.file}:`)
+    })
+  }
+
   it('applies an edited file without a signal', async () => {
     running = await startServer(config(one.url))
     expect((await send(running.url, { path: '/b' })).status).toBe(404)

@@ -1,0 +1,122 @@
+import fc from 'fast-check'
+import { stringify } from 'yaml'
+import { describe, expect, it } from 'vitest'
+import { compileConfig } from '../../src/config/compile.js'
+import { ConfigError } from '../../src/config/errors.js'
+import { parseConfig } from '../../src/config/load.js'
+
+// Fail closed, never crash: any file the YAML parser and the schema accept
+// either compiles or is a located ConfigError, never anything else (a
+// TypeError from a URL parser took a running gateway down on reload).
+
+/** Mostly a sane value, sometimes a hostile one: configurations then both compile and fail. */
+const mostly = <T>(sane: T, hostile: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(sane), weight: 6 }, { arbitrary: hostile, weight: 1 })
+
+const hostileUrl = fc.oneof(
+  fc.constantFrom('http://[zz', 'http://a:99999/', 'https://%zz', 'http://[::1', 'http://x:0/', 'https://x/%', 'http://example.com/;x', 'http://[fe80::1%25eth0]/', 'http://0x7f.1/', 'http://a/../..', 'http://u:p@h/', 'http://h/?q', 'http://h/a b', 'https://h/\u0000'),
+  fc.webUrl(),
+  fc.string({ maxLength: 30 }).map((s) => `http://${s}`),
+)
+const hostilePath = fc.oneof(
+  fc.constantFrom('/', '/*', '/:', '/*/a', '/a/:b/:b', '/%zz', '/a;b', '/./..', '/:1x', '//', '/a\\b', '/%2F', '/A/B', '/orders/:id/*'),
+  fc.string({ maxLength: 20 }).map((s) => '/' + s),
+)
+const duration = fc.tuple(fc.oneof(fc.constant(0), fc.nat(100), fc.nat(), fc.constant(99_999)), fc.constantFrom('ms', 's', 'm', 'h')).map(([n, u]) => `${n}${u}`)
+const header = fc.oneof(fc.constantFrom('X-Client-Id', 'X-Forwarded-For', 'Host', 'x_client_id', 'Content-Type', 'X-Scopes'), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9-]{0,20}$/))
+const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 2 })
+
+const configArb = fc.record({
+  listen: maybe(fc.constantFrom('127.0.0.1:0', '0.0.0.0:99999', '[::]:8080', 'localhost:65536')),
+  trust: maybe(fc.array(fc.constantFrom('10.0.0.0/8', 'loopback', '10.0.0.0/8', 'loopback', '::1', '10.0.0.0/33', 'x', '1.2.3.4/8/9', '::/0'), { minLength: 1, maxLength: 3 })),
+  upstreamUrl: mostly('http://127.0.0.1:9/v1', hostileUrl),
+  upstreamTimeout: maybe(mostly('5s', duration)),
+  maxConnections: maybe(fc.integer({ min: 1, max: 70_000 })),
+  queueTimeout: maybe(mostly('1s', duration)),
+  path: mostly('/orders/*', hostilePath),
+  stripPrefix: maybe(mostly('/orders', hostilePath)),
+  host: maybe(fc.constantFrom('api.example.com', '*.example.com', 'A.B')),
+  methods: maybe(fc.uniqueArray(fc.constantFrom('GET', 'HEAD', 'POST', 'DELETE', 'TRACE', 'PROPFIND'), { minLength: 1 })),
+  methodScopes: maybe(fc.constantFrom('GET', 'POST', 'TRACE', 'QUERY')),
+  jwksUri: maybe(mostly('https://i.example/jwks', hostileUrl)),
+  discovery: fc.boolean(),
+  issuer: mostly('https://i.example', fc.oneof(hostileUrl, fc.constant('urn:x'))),
+  introspection: maybe(mostly('https://i.example/introspect', hostileUrl)),
+  skew: maybe(mostly('30s', duration)),
+  jwksTimings: maybe(fc.record({ cooldown: mostly('30s', duration), max_age: mostly('10m', duration), timeout: mostly('5s', duration) })),
+  asIssuer: maybe(mostly('http://127.0.0.1:8080', hostileUrl)),
+  resource: maybe(mostly('https://api.example/v1', hostileUrl)),
+  identity: maybe(mostly('X-Client', header)),
+  strip: maybe(fc.array(fc.constantFrom('X-Tenant', 'X-Internal-*', 'x_y', 'A*'), { maxLength: 3 })),
+  limits: maybe(fc.record({ header_timeout: mostly('10s', duration), request_timeout: mostly('60s', duration), body_idle_timeout: mostly('15s', duration), keep_alive_timeout: mostly('30s', duration) })),
+  caseInsensitive: fc.boolean(),
+  drain: maybe(mostly('10s', duration)),
+})
+
+function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configArb extends fc.Arbitrary<infer T> ? T : never): string {
+  const doc: Record<string, unknown> = {
+    server: { ...(c.listen ? { listen: c.listen } : {}), ...(c.trust ? { trust_proxy: c.trust } : {}), ...(c.drain ? { drain_timeout: c.drain } : {}), case_insensitive_paths: c.caseInsensitive },
+    upstreams: { up: { url: c.upstreamUrl, ...(c.upstreamTimeout ? { timeout: c.upstreamTimeout } : {}), ...(c.maxConnections ? { max_connections: c.maxConnections } : {}), ...(c.queueTimeout ? { queue_timeout: c.queueTimeout } : {}) }, echo: { echo: true } },
+    issuers: [
+      {
+        id: 'i',
+        issuer: c.issuer,
+        audiences: ['a'],
+        ...(c.jwksUri ? { jwks_uri: c.jwksUri } : {}),
+        ...(c.discovery ? { discovery: true } : {}),
+        ...(c.introspection ? { introspection: { endpoint: c.introspection, client_id: 'g', client_secret: 's' } } : {}),
+        ...(!c.jwksUri && !c.discovery && !c.introspection ? { jwks_uri: 'https://i.example/jwks' } : {}),
+        ...(c.skew ? { clock_skew: c.skew } : {}),
+        ...(c.jwksTimings ? { jwks: c.jwksTimings } : {}),
+      },
+    ],
+    routes: [
+      {
+        id: 'r',
+        match: { path: c.path, ...(c.host ? { host: c.host } : {}), ...(c.methods ? { methods: c.methods } : {}) },
+        upstream: 'up',
+        ...(c.stripPrefix ? { strip_prefix: c.stripPrefix } : {}),
+        auth: { issuers: ['i'], scopes: 'none', ...(c.methodScopes ? { method_scopes: { [c.methodScopes]: { all_of: ['w'] } } } : {}) },
+      },
+      { id: 'p', match: { path: '/public/*' }, upstream: 'echo', auth: 'public' },
+    ],
+    ...(c.asIssuer ? { authorization_server: { issuer: c.asIssuer, clients: [] } } : {}),
+    ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),
+    ...(c.identity || c.strip ? { identity_headers: { ...(c.identity ? { client_id: c.identity } : {}), ...(c.strip ? { strip_request_headers: c.strip } : {}) } } : {}),
+    ...(c.limits ? { limits: c.limits } : {}),
+  }
+  return stringify(doc)
+}
+
+describe('the compiler on hostile but parseable configurations', () => {
+  it('either compiles or throws a located ConfigError, never anything else', async () => {
+    let compiled = 0
+    let refused = 0
+    await fc.assert(
+      fc.asyncProperty(configArb, async (c) => {
+        const text = toYaml(c)
+        let parsed
+        try {
+          parsed = parseConfig(text, 'hostile.yaml', {})
+        } catch (err) {
+          expect(err).toBeInstanceOf(ConfigError)
+          return
+        }
+        try {
+          await compileConfig(parsed)
+          compiled++
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw new Error(`not a ConfigError for:\n${text}`, { cause: err })
+          for (const issue of err.issues) {
+            expect(issue.line, issue.message).toBeGreaterThan(0)
+            expect(issue.message.length).toBeGreaterThan(0)
+          }
+          refused++
+        }
+      }),
+      { numRuns: 400 },
+    )
+    // The generator reaches both outcomes.
+    expect(compiled).toBeGreaterThan(0)
+    expect(refused).toBeGreaterThan(0)
+  })
+})
