@@ -18,6 +18,11 @@ export interface RedisStoreOptions {
   readonly onStatus?: (up: boolean) => void
 }
 
+/** Consecutive failed or timed-out commands that open the circuit. */
+export const BREAKER_THRESHOLD = 3
+/** While open, Redis is probed (PING) this often. */
+export const BREAKER_PROBE_MS = 1000
+
 /** Reconnection backoff: 50 ms, doubling, at most 2 s between attempts, forever. */
 export function reconnectDelay(attempt: number): number {
   return Math.min(50 * 2 ** Math.min(attempt, 6), 2000)
@@ -29,10 +34,18 @@ export function reconnectDelay(attempt: number): number {
  * Commands never queue while disconnected and never wait longer than the
  * timeout: a slow or dead Redis degrades to the in-process tier and direct
  * introspection, and the client reconnects on its own.
+ *
+ * A hung Redis (the connection open, nothing answered) is seen too: after
+ * BREAKER_THRESHOLD commands in a row fail or time out, the circuit opens:
+ * Redis counts as down (metrics, readiness), commands are skipped at once,
+ * and a PING probes it every BREAKER_PROBE_MS until one is answered.
  */
 export class RedisStore implements SharedStore {
   private readonly client: Redis
   private lastUp = false
+  private failures = 0
+  private open = false
+  private probe: NodeJS.Timeout | undefined
 
   constructor(private readonly options: RedisStoreOptions) {
     this.client = new Redis(options.url, {
@@ -43,7 +56,7 @@ export class RedisStore implements SharedStore {
       retryStrategy: reconnectDelay,
       lazyConnect: false,
     })
-    this.client.on('ready', () => this.status(true))
+    this.client.on('ready', () => this.status(this.up))
     this.client.on('close', () => this.status(false))
     // Without a listener, ioredis errors would crash the process.
     this.client.on('error', (err: Error) => {
@@ -51,38 +64,66 @@ export class RedisStore implements SharedStore {
     })
   }
 
-  private status(up: boolean): void {
+  private status(up: boolean, why?: string): void {
     if (up === this.lastUp) return
     this.lastUp = up
     if (up) this.options.logger?.info('redis connected')
-    else this.options.logger?.warn('redis unavailable: using the in-process cache and direct introspection')
+    else this.options.logger?.warn({ cause: why ?? 'connection lost' }, 'redis unavailable: using the in-process cache and direct introspection')
     this.options.onStatus?.(up)
   }
 
   get up(): boolean {
-    return this.client.status === 'ready'
+    return this.client.status === 'ready' && !this.open
   }
 
-  async get(key: string): Promise<string | undefined> {
+  /** Runs a command unless the circuit is open; failures and timeouts count towards opening it. */
+  private async command<T>(run: () => Promise<T>): Promise<T | undefined> {
     if (!this.up) return undefined
     try {
-      return (await this.client.get(key)) ?? undefined
-    } catch {
+      const value = await run()
+      this.failures = 0
+      return value
+    } catch (err) {
+      if (++this.failures >= BREAKER_THRESHOLD && !this.open) this.trip((err as Error)?.message)
       return undefined
     }
   }
 
-  async set(key: string, value: string, ttlMs: number): Promise<void> {
-    if (!this.up || ttlMs < 1) return
-    try {
-      await this.client.set(key, value, 'PX', Math.ceil(ttlMs))
-    } catch {
-      // A result that is not shared is only a later miss.
+  private trip(why: string | undefined): void {
+    this.open = true
+    this.status(false, `${BREAKER_THRESHOLD} commands in a row failed or timed out (${why ?? 'no answer'})`)
+    const check = () => {
+      this.probe = undefined
+      this.client.ping().then(
+        () => {
+          this.open = false
+          this.failures = 0
+          this.status(this.up)
+        },
+        () => {
+          if (this.open && !this.closed) this.probe = setTimeout(check, BREAKER_PROBE_MS).unref()
+        },
+      )
     }
+    this.probe = setTimeout(check, BREAKER_PROBE_MS).unref()
+  }
+
+  private closed = false
+
+  async get(key: string): Promise<string | undefined> {
+    return (await this.command(() => this.client.get(key))) ?? undefined
+  }
+
+  async set(key: string, value: string, ttlMs: number): Promise<void> {
+    if (ttlMs < 1) return
+    // A result that is not shared is only a later miss.
+    await this.command(() => this.client.set(key, value, 'PX', Math.ceil(ttlMs)))
   }
 
   /** Closes the connection; never waits on a Redis that is down (a drain must not hang on it). */
   async close(): Promise<void> {
+    this.closed = true
+    clearTimeout(this.probe)
     this.client.removeAllListeners('close')
     if (this.client.status !== 'ready') {
       this.client.disconnect()

@@ -377,12 +377,12 @@ const DURATION_RANGES: Readonly<Record<string, readonly [number, number]>> = {
   timeout: [1, 600_000],
   clock_skew: [0, 600_000],
   cooldown: [0, 3_600_000],
-  max_age: [1000, 86_400_000],
-  max_ttl: [1000, 86_400_000],
+  max_age: [100, 86_400_000],
+  max_ttl: [0, 86_400_000],
   negative_ttl: [0, 3_600_000],
   drain_timeout: [0, 3_600_000],
   token_lifetime: [1000, 86_400_000],
-  window: [1000, 86_400_000],
+  window: [100, 86_400_000],
 }
 
 function describeMs(ms: number): string {

@@ -70,7 +70,17 @@ export class OwnRedis {
     throw new Error('redis-server did not start')
   }
 
+  /** Freezes the server (SIGSTOP): connections stay open, nothing is answered. */
+  pause(): void {
+    this.child?.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT')
+  }
+
   async kill(): Promise<void> {
+    this.child?.kill('SIGCONT')
     const child = this.child
     if (!child || child.exitCode !== null || child.signalCode !== null) return
     await new Promise<void>((resolve) => {
