@@ -32,6 +32,12 @@ export interface Gateway extends ConfigSource {
   readonly app: FastifyInstance
   /** Swaps in a new compiled configuration; requests already running keep theirs. */
   setConfig(config: CompiledConfig): void
+  /**
+   * Starts a drain: every answer from now on says Connection: close, and
+   * connections are closed as soon as they are idle, so the listener closes
+   * as soon as the last request in flight ends.
+   */
+  startDrain(): void
   /** The introspection result cache (both tiers), kept across reloads. */
   readonly introspectionCache: TieredCache<IntrospectionRecord>
   /** The shared tier, when Redis is configured. */
@@ -102,7 +108,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     loggerInstance: SILENT,
     trustProxy: server.trustProxy,
     genReqId: requestId,
-    return503OnClosing: true,
+    // Requests that arrive on open connections during a drain are served, with Connection: close.
+    return503OnClosing: false,
     routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 8192 },
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -143,7 +150,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
 
   app.decorateRequest('outcome', null)
   // A callback hook: an async one would cost a promise per request.
+  let draining: NodeJS.Timeout | undefined
   app.addHook('onRequest', (request, reply, done) => {
+    if (draining) reply.raw.setHeader('connection', 'close')
     request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
     reply.raw.once('close', () => record(request, reply))
     done()
@@ -193,7 +202,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     introspectionCache,
     sharedStore,
     metrics,
+    startDrain() {
+      if (draining) return
+      app.server.closeIdleConnections()
+      draining = setInterval(() => app.server.closeIdleConnections(), 100)
+      draining.unref()
+    },
     async close() {
+      clearInterval(draining)
       await app.close()
       await forwarder.close()
       await sharedStore?.close()

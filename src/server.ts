@@ -56,6 +56,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
       reloader.stop()
       const deadline = gateway.current.server.drainTimeoutMs
       let timer: NodeJS.Timeout | undefined
+      gateway.startDrain()
       const closed = gateway.app.close()
       const late = await Promise.race([
         closed.then(() => false),

@@ -67,6 +67,33 @@ describe('signals', () => {
     expect(p.output()).toContain('"msg":"stopped"')
   })
 
+  it('SIGTERM with idle kept-alive clients: exits as soon as the last request ends; a request on an open connection is answered with Connection: close', async () => {
+    const p = await spawnGateway('10s')
+    const { rawConnect } = await import('../helpers/raw.js')
+    // Five kept-alive connections, idle after one request each.
+    const idle = await Promise.all(Array.from({ length: 5 }, () => rawConnect(p.url)))
+    for (const c of idle) c.write('GET /s?ms=0 HTTP/1.1\r\nHost: x\r\n\r\n')
+    await Promise.all(idle.map((c) => c.until(/done after 0/)))
+    // One request in flight, and one whose head is only half sent.
+    const inFlight = send(p.url, { path: '/s?ms=800' })
+    const half = await rawConnect(p.url)
+    half.write('GET /s?ms=100 HTTP/1.1\r\nHost: x\r\n')
+    await new Promise((r) => setTimeout(r, 200))
+    const signalled = Date.now()
+    p.child.kill('SIGTERM')
+    await new Promise((r) => setTimeout(r, 100))
+    half.write('\r\n')
+    const answer = await half.until(/done after 100/)
+    expect(answer).toMatch(/^HTTP\/1\.1 200/)
+    expect(answer.toLowerCase()).toContain('connection: close')
+    // Idle connections were closed at once.
+    for (const c of idle) expect(await c.closed).toBeGreaterThan(0)
+    expect((await inFlight).status).toBe(200)
+    expect(await p.exited).toBe(0)
+    // Well before the 10 s deadline: as soon as the last request ended.
+    expect(Date.now() - signalled).toBeLessThan(3000)
+  })
+
   it('SIGTERM: the drain deadline bounds the wait', async () => {
     const p = await spawnGateway('300ms')
     const inFlight = send(p.url, { path: '/s?ms=5000' }).catch((err: Error) => err)
