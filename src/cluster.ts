@@ -1,28 +1,62 @@
 import cluster, { type Worker } from 'node:cluster'
 import Fastify from 'fastify'
 import type { Logger } from 'pino'
-import { AggregatorRegistry } from 'prom-client'
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client'
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
 
-const READYZ_REQUEST = 'gateway:readyz'
-const READYZ_RESPONSE = 'gateway:readyz:response'
+const QUESTION = 'gateway:ask'
+const ANSWER = 'gateway:answer'
 const RANK: Record<ReadinessStatus, number> = { ready: 0, degraded: 1, not_ready: 2 }
+/** A worker that does not answer within this is left out of an answer (hung, or busy past reason). */
+const ASK_TIMEOUT_MS = 1000
 
-interface ReadyzMessage {
-  type: typeof READYZ_RESPONSE
+type Topic = 'readyz' | 'metrics'
+
+interface Answer {
+  type: typeof ANSWER
   id: number
-  state: Readiness
+  value: unknown
 }
 
-/** In a worker: answer the primary's readiness questions. */
-export function answerReadiness(readiness: () => Readiness): void {
-  process.on('message', (message: { type?: string; id?: number }) => {
-    if (message?.type === READYZ_REQUEST && typeof message.id === 'number') {
-      process.send?.({ type: READYZ_RESPONSE, id: message.id, state: readiness() } satisfies ReadyzMessage)
-    }
+/** In a worker: answer the primary's questions (readiness, metrics). */
+export function answerPrimary(answers: { readyz: () => Readiness; metrics: () => Promise<MetricObjectWithValues<MetricValue<string>>[]> }): void {
+  process.on('message', (message: { type?: string; id?: number; topic?: Topic }) => {
+    if (message?.type !== QUESTION || typeof message.id !== 'number') return
+    const id = message.id
+    const reply = (value: unknown) => process.send?.({ type: ANSWER, id, value } satisfies Answer)
+    if (message.topic === 'readyz') reply(answers.readyz())
+    else if (message.topic === 'metrics') void answers.metrics().then(reply, () => reply(undefined))
   })
+}
+
+type MetricJson = MetricObjectWithValues<MetricValue<string>>
+
+/**
+ * Counters and histograms of workers that exited, added to every scrape so
+ * that summed counters never go down when a worker dies and is replaced.
+ */
+class RetiredCounts {
+  private readonly byMetric = new Map<string, { meta: MetricJson; values: Map<string, MetricValue<string>> }>()
+
+  add(metrics: readonly MetricJson[]): void {
+    for (const m of metrics) {
+      const type = m.type as unknown as string // the JSON form says 'counter', 'histogram'…
+      if (type !== 'counter' && type !== 'histogram') continue
+      let entry = this.byMetric.get(m.name)
+      if (!entry) this.byMetric.set(m.name, (entry = { meta: { ...m, values: [] }, values: new Map() }))
+      for (const v of m.values) {
+        const key = `${(v as { metricName?: string }).metricName ?? ''}\u0000${JSON.stringify(v.labels)}`
+        const known = entry.values.get(key)
+        entry.values.set(key, known ? { ...known, value: known.value + v.value } : { ...v })
+      }
+    }
+  }
+
+  get metrics(): MetricJson[] {
+    return [...this.byMetric.values()].map((e) => ({ ...e.meta, values: [...e.values.values()] }))
+  }
 }
 
 /**
@@ -35,12 +69,21 @@ export function answerReadiness(readiness: () => Readiness): void {
 export async function runPrimary(config: CompiledConfig, logger: Logger): Promise<number> {
   const count = config.server.workers
   const workers = new Set<Worker>()
+  /** Workers that listen: the only ones asked (a starting one is skipped at once). */
+  const serving = new Set<Worker>()
+  /** Each worker's metrics as last seen: what it counted is kept when it dies. */
+  const lastSeen = new Map<Worker, MetricJson[]>()
+  const retired = new RetiredCounts()
   let stopping = false
   const fork = () => {
     const worker = cluster.fork()
     workers.add(worker)
+    worker.on('listening', () => serving.add(worker))
     worker.on('exit', (code, signal) => {
       workers.delete(worker)
+      serving.delete(worker)
+      retired.add(lastSeen.get(worker) ?? [])
+      lastSeen.delete(worker)
       if (!stopping) {
         logger.error({ pid: worker.process.pid, code, signal }, 'worker died; starting another')
         fork()
@@ -49,26 +92,44 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
   }
   for (let i = 0; i < count; i++) fork()
 
-  const aggregator = new AggregatorRegistry()
   let nextId = 0
-  const pending = new Map<number, (state: Readiness) => void>()
-  cluster.on('message', (_worker, message: ReadyzMessage) => {
-    if (message?.type === READYZ_RESPONSE) pending.get(message.id)?.(message.state)
+  const pending = new Map<number, (value: unknown) => void>()
+  cluster.on('message', (_worker, message: Answer) => {
+    if (message?.type === ANSWER) pending.get(message.id)?.(message.value)
   })
-  const askReadiness = (worker: Worker) =>
-    new Promise<Readiness | undefined>((resolve) => {
+  /** A worker's answer, or undefined when it does not give one in time (or is gone). */
+  const ask = <T>(worker: Worker, topic: Topic) =>
+    new Promise<T | undefined>((resolve) => {
+      if (!worker.isConnected()) return resolve(undefined)
       const id = ++nextId
       const timer = setTimeout(() => {
         pending.delete(id)
         resolve(undefined)
-      }, 1000)
-      pending.set(id, (state) => {
+      }, ASK_TIMEOUT_MS)
+      pending.set(id, (value) => {
         clearTimeout(timer)
         pending.delete(id)
-        resolve(state)
+        resolve(value as T)
       })
-      worker.send({ type: READYZ_REQUEST, id })
+      try {
+        worker.send({ type: QUESTION, id, topic })
+      } catch {
+        clearTimeout(timer)
+        pending.delete(id)
+        resolve(undefined)
+      }
     })
+  const askReadiness = (worker: Worker) => (serving.has(worker) ? ask<Readiness>(worker, 'readyz') : Promise.resolve(undefined))
+  /** Live workers' metrics plus what exited ones had counted; sums by label set. */
+  const scrape = async (): Promise<Registry> => {
+    const live = [...serving]
+    const answers = await Promise.all(live.map((w) => ask<MetricJson[]>(w, 'metrics')))
+    answers.forEach((m, i) => {
+      if (m && workers.has(live[i]!)) lastSeen.set(live[i]!, m)
+    })
+    const sets = answers.filter((m): m is MetricJson[] => Array.isArray(m))
+    return AggregatorRegistry.aggregate([...sets, retired.metrics])
+  }
 
   const admin = Fastify()
   admin.get('/healthz', async () => ({ status: 'ok', workers: workers.size }))
@@ -81,7 +142,10 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
     }
     return reply.code(status === 'not_ready' ? 503 : 200).send({ status, workers: states.map((s) => s ?? { status: 'not_ready', checks: null }) })
   })
-  admin.get('/metrics', async (_request, reply) => reply.type(aggregator.contentType).send(await aggregator.clusterMetrics()))
+  admin.get('/metrics', async (_request, reply) => {
+    const registry = await scrape()
+    return reply.type(registry.contentType).send(await registry.metrics())
+  })
   const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
   logger.info({ workers: count, admin: adminUrl }, 'primary started')
 

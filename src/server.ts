@@ -1,10 +1,9 @@
 import type { Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import cluster from 'node:cluster'
-import { AggregatorRegistry } from 'prom-client'
 import { buildAdmin } from './admin/app.js'
 import { readiness } from './admin/readiness.js'
-import { answerReadiness, runPrimary } from './cluster.js'
+import { answerPrimary, runPrimary } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
 import { createLogger, flushLogger } from './logger.js'
@@ -34,16 +33,16 @@ export async function startGateway(file: string, logger: Logger = createLogger()
   // In a worker of a multi-process gateway the primary serves the admin listener.
   const admin = cluster.isWorker ? undefined : buildAdmin(gateway, { logger, isDraining: () => draining })
   if (cluster.isWorker) {
-    // Constructing one installs prom-client's answer to the primary's metric requests.
-    new AggregatorRegistry()
-    AggregatorRegistry.setRegistries([metrics.registry])
-    answerReadiness(() => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)))
+    answerPrimary({
+      readyz: () => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)),
+      metrics: () => metrics.registry.getMetricsAsJSON() as never,
+    })
   }
   const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
   const reloader = new ConfigReloader(file, gateway, logger, metrics, observer, env)
   await reloader.start()
-  logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file }, 'gateway listening')
+  logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file, pid: process.pid }, 'gateway listening')
 
   return {
     gateway,

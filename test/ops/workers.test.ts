@@ -53,6 +53,27 @@ routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
       expect(ready.status).toBe(200)
       expect(ready.json<{ status: string; workers: unknown[] }>()).toMatchObject({ status: 'ready' })
       expect(ready.json<{ workers: unknown[] }>().workers).toHaveLength(2)
+
+      // A worker killed: scrapes keep answering promptly, and the summed counters never go down.
+      const total = async () => {
+        const res = await send(admin, { path: '/metrics' })
+        expect(res.status).toBe(200)
+        const l = res.body.split('\n').find((x) => x.startsWith('gateway_requests_total{') && x.includes('route="r"'))
+        return Number(l?.split(' ').at(-1) ?? 0)
+      }
+      const pids = [...new Set(out.split('\n').filter((l) => l.includes('"msg":"gateway listening"')).map((l) => (JSON.parse(l) as { pid: number }).pid))]
+      process.kill(pids[0]!, 'SIGKILL')
+      let last = 60
+      const deadline = Date.now() + 4000
+      while (Date.now() < deadline) {
+        const started = Date.now()
+        const now = await total()
+        expect(Date.now() - started).toBeLessThan(1500)
+        expect(now).toBeGreaterThanOrEqual(last)
+        last = now
+        await send(url, { path: '/r' }).catch(() => undefined)
+      }
+      expect(last).toBeGreaterThan(60)
     } finally {
       child.kill('SIGTERM')
     }
