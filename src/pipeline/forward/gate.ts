@@ -22,12 +22,17 @@ export class UpstreamGate {
     return this.waiting.length
   }
 
+  /** The release function when a connection is free now (no promise on the common path); else undefined. */
+  tryAcquire(): (() => void) | undefined {
+    if (this.active >= this.limits.maxConnections) return undefined
+    this.active++
+    return this.releaser()
+  }
+
   /** Resolves with the release function once a connection is free for this request. */
   acquire(): Promise<() => void> {
-    if (this.active < this.limits.maxConnections) {
-      this.active++
-      return Promise.resolve(this.releaser())
-    }
+    const now = this.tryAcquire()
+    if (now !== undefined) return Promise.resolve(now)
     if (this.waiting.length >= this.limits.maxQueue) return Promise.reject(saturated('the upstream is at its connection limit'))
     return new Promise((resolve, reject) => {
       const entry = {

@@ -85,6 +85,8 @@ interface UpstreamLane {
  */
 export class Forwarder {
   private readonly lanes = new Map<string, UpstreamLane>()
+  /** The lane of each compiled target, found without building its key per request. */
+  private readonly laneOf = new WeakMap<object, UpstreamLane>()
   private readonly budget: BufferBudget
   private readonly bufferBytes: number
 
@@ -94,6 +96,8 @@ export class Forwarder {
   }
 
   private lane(target: Extract<Target, { kind: 'http' }>): UpstreamLane {
+    const known = this.laneOf.get(target)
+    if (known !== undefined && this.lanes.get(known.key) === known) return known
     const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}`
     let lane = this.lanes.get(key)
     if (lane === undefined) {
@@ -101,6 +105,7 @@ export class Forwarder {
       lane = { key, pool, gate: new UpstreamGate(target.limits) }
       this.lanes.set(key, lane)
     }
+    this.laneOf.set(target, lane)
     return lane
   }
 
@@ -170,12 +175,15 @@ export class Forwarder {
       settle()
     })
     const lane = this.lane(target)
-    let body: Buffer | AsyncIterable<Buffer> | null
+    let body: Buffer | AsyncIterable<Buffer> | null = plan.read ?? null
     try {
-      const prepared = await this.payload(req, res, plan)
-      body = prepared.body
-      payloadDone = prepared.done
-      release = await lane.gate.acquire()
+      // The common case (no body, a free connection) takes no promise.
+      if (plan.read === undefined && announcesBody(req)) {
+        const prepared = await this.payload(req, res, plan)
+        body = prepared.body
+        payloadDone = prepared.done
+      }
+      release = lane.gate.tryAcquire() ?? (await lane.gate.acquire())
     } catch (err) {
       settle()
       if (!res.destroyed) fail(request, reply, asPipelineError(err))
@@ -266,6 +274,8 @@ export async function deliver(
       await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail)
       return undefined
     case 'echo':
+      // Read (bounded like any body, then dropped), so that the echo answers as an upstream behind the same limits would.
+      if (body.read === undefined && announcesBody(request.raw)) await readWhole(request, reply, body)
       return echo(request, reply, upstreamPath(route, path), query, headers)
     case 'builtin': {
       // The endpoints take form bodies only; those are read here, bounded.

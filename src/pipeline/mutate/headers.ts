@@ -15,8 +15,9 @@ export interface HeaderPolicy {
   readonly identity: IdentityHeaderNames
   /** Folded names (see foldHeaderName) removed from every request before anything is added. */
   readonly strip: ReadonlySet<string>
-  /** Folded name prefixes removed the same way. */
+  /** Folded name prefixes removed the same way: those starting with "x-", and the others. */
   readonly stripPrefixes: readonly string[]
+  readonly stripOtherPrefixes: readonly string[]
 }
 
 /**
@@ -98,8 +99,15 @@ export function foldHeaderName(name: string): string {
 /** Whether a folded name is one that never reaches an upstream as the client sent it. */
 export function isStripped(policy: HeaderPolicy, folded: string): boolean {
   if (policy.strip.has(folded)) return true
-  for (const prefix of policy.stripPrefixes) if (folded.startsWith(prefix)) return true
-  for (const suffix of STRIPPED_SUFFIXES) if (folded.endsWith(suffix)) return true
+  // Most names (host, accept, content-type…) are settled by their first two characters and their last.
+  if (folded.charCodeAt(0) === 0x78 && folded.charCodeAt(1) === 0x2d) {
+    for (const prefix of policy.stripPrefixes) if (folded.startsWith(prefix)) return true
+  }
+  for (const prefix of policy.stripOtherPrefixes) if (folded.startsWith(prefix)) return true
+  const last = folded.charCodeAt(folded.length - 1)
+  if (last === 0x70 /* p */ || last === 0x72 /* r */) {
+    for (const suffix of STRIPPED_SUFFIXES) if (folded.endsWith(suffix)) return true
+  }
   return false
 }
 
@@ -116,7 +124,8 @@ export function buildHeaderPolicy(identity: IdentityHeaderNames, extra: readonly
     if (name.endsWith('*')) stripPrefixes.add(foldHeaderName(name.slice(0, -1)))
     else strip.add(foldHeaderName(name))
   }
-  return { identity, strip, stripPrefixes: [...stripPrefixes] }
+  const all = [...stripPrefixes]
+  return { identity, strip, stripPrefixes: all.filter((p) => p.startsWith('x-')), stripOtherPrefixes: all.filter((p) => !p.startsWith('x-')) }
 }
 
 /**
