@@ -362,13 +362,13 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
 function resolveOverridePolicies(routes: CompiledRoute[], byDefault: ReadonlySet<string>): void {
   const hostsMeet = (a: string | null, b: string | null) => a === null || b === null || a.startsWith('*.') || b.startsWith('*.') || a === b
   const restricted = routes.filter((r) => r.methods !== null)
-  routes.forEach((route, i) => {
+  routes.forEach((route) => {
     if (!byDefault.has(route.id)) return
     const sensitive =
       route.methods !== null ||
       (route.auth.kind === 'protected' && route.auth.scopes.byMethod.size > 0) ||
       restricted.some((other) => other !== route && hostsMeet(route.host, other.host) && patternsOverlap(route.pattern, other.pattern))
-    if (!sensitive) routes[i] = { ...route, methodOverride: 'ignore' }
+    if (!sensitive) (route as { methodOverride: OverridePolicy }).methodOverride = 'ignore'
   })
 }
 

@@ -84,7 +84,12 @@ export const METHODS = [
   'REPORT', 'SEARCH', 'UNBIND', 'UNCHECKOUT', 'UNLINK', 'UNLOCK', 'UPDATE', 'UPDATEREDIRECTREF', 'VERSION-CONTROL',
   'PURGE', 'NOTIFY', 'SUBSCRIBE', 'UNSUBSCRIBE', 'M-SEARCH', 'SOURCE',
 ] as const
-const Method = Type.Union(METHODS.map((m) => Type.Literal(m)), { description: 'an HTTP method name from the IANA registry (GET, POST, PROPFIND, QUERY…), upper-case' })
+/** One `enum`, not a union of 45 literals: the validator stays small (a large one measurably slowed the request path through GC). */
+const Method = Type.Unsafe<(typeof METHODS)[number]>({
+  type: 'string',
+  enum: [...METHODS],
+  description: 'an HTTP method name from the IANA registry (GET, POST, PROPFIND, QUERY…), upper-case',
+})
 
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'] as const
 const Algorithm = Type.Union(ALGORITHMS.map((a) => Type.Literal(a)), {
@@ -112,8 +117,9 @@ const ProtectedAuth = Type.Object(
       description: 'required scopes for every method: {all_of, any_of}, or "none" to accept any valid token',
     }),
     method_scopes: Type.Optional(
-      Type.Object(Object.fromEntries(METHODS.map((m) => [m, Type.Optional(ScopeRequirement)])), {
+      Type.Record(Type.String({ pattern: '^[A-Z][A-Z-]*$' }), ScopeRequirement, {
         ...strict,
+        propertyNames: { enum: [...METHODS], description: 'an HTTP method name from the IANA registry, upper-case' },
         description:
           'extra scope requirements per method, checked in addition to "scopes"; HEAD follows GET unless named. On a route without "methods", a method not named here other than GET and HEAD needs every rule named here',
       }),
