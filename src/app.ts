@@ -80,7 +80,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const sharedStore = redis
     ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never, onStatus: (up) => metrics.redisUp(up) })
     : undefined
-  if (sharedStore) metrics.redisUp(false)
+  primeMetrics(metrics, current)
   const logTampered = occasionally(60_000, (count) =>
     log.warn({ count }, 'shared cache values failed their integrity check and were ignored (altered, moved or forged in Redis?)'),
   )
@@ -129,8 +129,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const record = (request: FastifyRequest, reply: FastifyReply) => {
     const o = request.outcome
     const status = reply.raw.statusCode
-    metrics.request(o?.routeId, request.method, status)
     const decision = o?.decision ?? 'deny'
+    metrics.request(o?.routeId, request.method, status, decision, reply.elapsedTime / 1000)
     metrics.decision(o?.routeId, decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown'))
     if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
     if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
@@ -197,6 +197,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     setConfig(config) {
       warmKeys(config)
       current = config
+      primeMetrics(metrics, config)
       forwarder.retain(config.router.routes.map((r) => r.upstream))
     },
     introspectionCache,
@@ -223,6 +224,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
   return gateway
+}
+
+/** Zero series for a configuration's routes and issuers, and which configuration is in force. */
+function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
+  metrics.prime({
+    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected' })),
+    issuers: [...config.issuers.keys()],
+    redis: config.cache.redis !== undefined,
+    hash: config.hash,
+  })
 }
 
 /** How long a refused client may go on sending its unread body before its connection is cut. */

@@ -69,6 +69,8 @@ export type TrustProxy = false | string[]
  */
 export interface CompiledConfig {
   readonly file: string
+  /** The first 12 hex digits of the SHA-256 of the file's text (the config info metric). */
+  readonly hash: string
   readonly server: {
     readonly host: string
     readonly port: number
@@ -321,6 +323,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   }
   return Object.freeze({
     file: locator.file,
+    hash: locator.hash,
     server: Object.freeze({
       host: listen.host,
       port: listen.port,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
@@ -9,6 +10,8 @@ export type FieldPath = ReadonlyArray<string | number>
 /** Turns a field path of the parsed file into a located issue. */
 export interface Locator {
   readonly file: string
+  /** The first 12 hex digits of the SHA-256 of the text. */
+  readonly hash: string
   issue(path: FieldPath, message: string, options?: { atKey?: boolean }): ConfigIssue
 }
 
@@ -42,7 +45,7 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): ParsedConfig {
   const lineCounter = new LineCounter()
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false, strict: true })
-  const locator = makeLocator(doc, lineCounter, file)
+  const locator = makeLocator(doc, lineCounter, file, createHash('sha256').update(text).digest('hex').slice(0, 12))
   const at = (offset: number | undefined) => {
     const pos = offset === undefined ? { line: 0, col: 0 } : lineCounter.linePos(offset)
     return { line: pos.line, column: pos.col }
@@ -90,9 +93,10 @@ function plainScalar(value: string): unknown {
   return value
 }
 
-function makeLocator(doc: Document, lineCounter: LineCounter, file: string): Locator {
+function makeLocator(doc: Document, lineCounter: LineCounter, file: string, hash: string): Locator {
   return {
     file,
+    hash,
     issue(path, message, options = {}) {
       let node: unknown = doc.contents
       let keyNode: Node | undefined

@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
 import type { RejectedKey } from '../pipeline/authn/remote-jwks.js'
+import { BUILD } from '../build-info.js'
 
 /** Label values are from fixed sets only: never raw paths, tokens or client ids. */
 export type AuthMethod = 'jwt' | 'introspection'
@@ -10,6 +11,8 @@ export type AuthCache = CacheSource | 'none'
 const STATUS_CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+/** From a tenth of a millisecond (a cached token, a refusal) to a minute (an upload). */
+const REQUEST_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 /** What key and introspection clients report (compiled with the configuration). */
@@ -29,6 +32,7 @@ export interface Observer extends DependencyObserver {
 export class Metrics implements Observer {
   readonly registry = new Registry()
   readonly requests: CounterSeries
+  readonly requestDuration: HistogramSeries
   readonly decisions: CounterSeries
   readonly authDuration: HistogramSeries
   readonly upstreamDuration: HistogramSeries
@@ -39,7 +43,10 @@ export class Metrics implements Observer {
   readonly jwksKeysRejectedTotal: CounterSeries
   readonly reloads: CounterSeries
   readonly lastReload: Gauge
-  readonly redis: Gauge
+  private redisGauge: Gauge | undefined
+  readonly redisConfigured: Gauge
+  readonly buildInfo: Gauge
+  readonly configInfo: Gauge
 
   constructor(options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry]
@@ -48,8 +55,15 @@ export class Metrics implements Observer {
     // prom-client would hash the label values on every update, on the request path.
     this.requests = new CounterSeries(
       'gateway_requests_total',
-      'Requests answered, by route id ("none" when no route matched), method and status class.',
-      ['route', 'method', 'status_class'],
+      'Requests answered, by route id ("none" when no route matched), method, status class and auth decision (allow, deny): an allowed request the upstream failed is allow with status_class 5xx.',
+      ['route', 'method', 'status_class', 'decision'],
+      this.registry,
+    )
+    this.requestDuration = new HistogramSeries(
+      'gateway_request_duration_seconds',
+      'Time from a request\'s arrival to the end of its answer, by route ("none" when no route matched).',
+      ['route'],
+      REQUEST_BUCKETS,
       this.registry,
     )
     this.decisions = new CounterSeries(
@@ -60,8 +74,8 @@ export class Metrics implements Observer {
     )
     this.authDuration = new HistogramSeries(
       'gateway_auth_duration_seconds',
-      'Time to authenticate and authorize a token, by method (jwt, introspection) and cache outcome (memory, shared, origin).',
-      ['method', 'cache'],
+      'Time to authenticate and authorize a token, by auth_method (jwt, introspection) and cache outcome (memory, shared, origin).',
+      ['auth_method', 'cache'],
       LATENCY_BUCKETS,
       this.registry,
     )
@@ -106,20 +120,59 @@ export class Metrics implements Observer {
       aggregator: 'min',
       registers,
     })
-    this.redis = new Gauge({
-      name: 'gateway_redis_up',
-      help: '1 while the shared Redis cache answers, 0 while the gateway runs without it; absent when no Redis is configured.',
-      aggregator: 'min',
-      registers,
-    })
+    this.registers = registers
+    this.redisConfigured = new Gauge({ name: 'gateway_redis_configured', help: '1 when a shared Redis is configured, else 0.', aggregator: 'max', registers })
+    this.redisConfigured.set(0)
+    this.buildInfo = new Gauge({ name: 'gateway_build_info', help: 'Always 1; the labels say which build runs.', labelNames: ['version', 'commit', 'node'], aggregator: 'max', registers })
+    this.buildInfo.set({ version: BUILD.version, commit: BUILD.commit, node: process.version }, 1)
+    this.configInfo = new Gauge({ name: 'gateway_config_info', help: 'Always 1; hash is the SHA-256 (first 12 hex digits) of the configuration file in force.', labelNames: ['hash'], aggregator: 'max', registers })
     this.lastReload.setToCurrentTime()
-    for (const c of STATUS_CLASSES) for (const m of KNOWN_METHODS) this.requests.inc(['none', m, c], 0)
+    for (const c of STATUS_CLASSES) for (const m of KNOWN_METHODS) this.requests.inc(['none', m, c, 'deny'], 0)
+  }
+
+  private readonly registers: Registry[]
+
+  /** The Redis gauge exists only when Redis is configured (an absent series is not "down"). */
+  get redis(): Gauge | undefined {
+    return this.redisGauge
+  }
+
+  /**
+   * Series that should read 0 before their first event (so rate() and alerts
+   * work from the start), for the routes and issuers of a configuration; called
+   * at start and on every reload. Also records which configuration is in force.
+   */
+  prime(config: { routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean }>; issuers: readonly string[]; redis: boolean; hash: string }): void {
+    for (const route of config.routes) {
+      if (route.id.startsWith('@')) continue
+      for (const m of route.methods ?? ['GET']) {
+        const method = KNOWN_METHODS.has(m) ? m : 'OTHER'
+        for (const c of ['2xx', '4xx', '5xx']) this.requests.inc([route.id, method, c, 'allow'], 0)
+        if (route.protected) for (const c of ['4xx', '5xx']) this.requests.inc([route.id, method, c, 'deny'], 0)
+      }
+      this.decisions.inc([route.id, 'allow', 'ok'], 0)
+      if (route.protected) for (const reason of ['token_missing', 'scope_insufficient', 'dependency_unavailable']) this.decisions.inc([route.id, 'deny', reason], 0)
+      this.decisions.inc([route.id, 'deny', 'upstream_unavailable'], 0)
+    }
+    for (const issuer of config.issuers) {
+      for (const o of ['success', 'failure'] as const) this.jwksFetches.inc([issuer, o], 0)
+      for (const o of ['active', 'inactive', 'error'] as const) this.introspections.inc([issuer, o], 0)
+    }
+    for (const o of ['success', 'failure']) this.reloads.inc([o], 0)
+    if (config.redis && !this.redisGauge) {
+      this.redisGauge = new Gauge({ name: 'gateway_redis_up', help: '1 while the shared Redis cache answers, 0 while the gateway runs without it; absent when no Redis is configured.', aggregator: 'min', registers: this.registers })
+      this.redisGauge.set(0)
+    }
+    this.redisConfigured.set(config.redis ? 1 : 0)
+    this.configInfo.reset()
+    this.configInfo.set({ hash: config.hash }, 1)
   }
 
   /** The per-request metrics, recorded once its response is over. */
-  request(route: string | undefined, method: string, status: number): void {
+  request(route: string | undefined, method: string, status: number, decision: 'allow' | 'deny', seconds: number): void {
     const cls = STATUS_CLASSES[Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1]!
-    this.requests.inc([route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls])
+    this.requests.inc([route ?? 'none', KNOWN_METHODS.has(method) ? method : 'OTHER', cls, decision])
+    this.requestDuration.observe([route ?? 'none'], seconds)
   }
 
   decision(route: string | undefined, result: 'allow' | 'deny', reason: string): void {
@@ -155,7 +208,7 @@ export class Metrics implements Observer {
   }
 
   redisUp(up: boolean): void {
-    this.redis.set(up ? 1 : 0)
+    this.redisGauge?.set(up ? 1 : 0)
   }
 
   reload(outcome: 'success' | 'failure'): void {
@@ -167,6 +220,7 @@ export class Metrics implements Observer {
 /** The metrics the README documents; a test keeps this list, the registry and the README in step. */
 export const METRIC_NAMES = [
   'gateway_requests_total',
+  'gateway_request_duration_seconds',
   'gateway_auth_decisions_total',
   'gateway_auth_duration_seconds',
   'gateway_upstream_duration_seconds',
@@ -178,4 +232,7 @@ export const METRIC_NAMES = [
   'gateway_config_reloads_total',
   'gateway_config_last_reload_success_timestamp_seconds',
   'gateway_redis_up',
+  'gateway_redis_configured',
+  'gateway_build_info',
+  'gateway_config_info',
 ] as const

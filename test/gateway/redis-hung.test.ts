@@ -49,7 +49,7 @@ async function call(): Promise<{ status: number; ms: number }> {
   const res = await send(g.url, { path: '/r', headers: [bearer(token)] })
   return { status: res.status, ms: performance.now() - started }
 }
-const redisUp = async () => (await g.gateway.metrics.redis.get()).values[0]?.value
+const redisUp = async () => (await g.gateway.metrics.redis!.get()).values[0]?.value
 
 describe('Redis frozen with SIGSTOP', () => {
   it('opens the circuit: degraded, redis_up 0, requests served without waiting on it; closes once Redis answers', async () => {

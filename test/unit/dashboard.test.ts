@@ -12,6 +12,7 @@ describe('deploy/grafana/gateway-dashboard.json', () => {
 
   it('queries only metrics and labels the gateway exports', async () => {
     const metrics = new Metrics({ processMetrics: false })
+    metrics.prime({ routes: [], issuers: [], redis: true, hash: 'x' })
     const exported = new Map<string, Set<string>>()
     for (const m of await metrics.registry.getMetricsAsJSON()) {
       const labels = new Set<string>(['job', 'instance', 'le'])
