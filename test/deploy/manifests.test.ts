@@ -15,11 +15,6 @@ import { main } from '../../src/cli.js'
 type Doc = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
 const K8S = 'deploy/kubernetes'
 
-function docs(file: string): Doc[] {
-  const all = parseAllDocuments(readFileSync(file, 'utf8'))
-  for (const d of all) expect(d.errors, file).toEqual([])
-  return all.map((d) => d.toJS() as Doc).filter(Boolean)
-}
 
 /** What `kubectl kustomize DIR` renders (kubectl is on the machine; .ci/run installs it where missing). */
 function render(dir: string): Doc[] {
