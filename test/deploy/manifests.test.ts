@@ -172,28 +172,49 @@ describe('deploy/kubernetes', () => {
 describe('Dockerfile', () => {
   const dockerfile = readFileSync('Dockerfile', 'utf8')
   const json = (instruction: string) => JSON.parse(new RegExp(`^${instruction} (\\[.*\\])$`, 'm').exec(dockerfile)![1]!) as string[]
+  const stages = dockerfile.split(/^FROM /m).slice(1)
+  const runtime = stages.at(-1)!
 
-  it('starts a command that exists, with the mounted config path', async () => {
+  it('by default starts the configuration mounted at /etc/gateway, never the demo authorization server', async () => {
     const entry = json('ENTRYPOINT')
     const cmd = json('CMD')
     expect(entry).toEqual(['node', 'bin/gateway.js'])
     expect(existsSync(entry[1]!)).toBe(true)
-    expect(cmd.slice(0, 1)).toEqual(['start'])
-    expect(cmd[cmd.indexOf('--config') + 1]).toBe('/etc/gateway/gateway.yaml')
-    expect(dockerfile).toMatch(/^COPY config\/gateway\.yaml \/etc\/gateway\/gateway\.yaml$/m)
+    expect(cmd).toEqual(['start', '--config', '/etc/gateway/gateway.yaml'])
+    // Nothing is put at /etc/gateway: without a mounted configuration the container stops, saying why.
+    expect(dockerfile).not.toMatch(/^COPY \S+ \/etc\/gateway/m)
+    const err: string[] = []
+    const code = await main(['validate', '/etc/gateway/gateway.yaml'], { write: () => true } as never, { write: (s: string) => err.push(s) } as never)
+    expect(code).toBe(1)
+    expect(err.join('')).toContain('file not found')
     // `start` is a real command of the CLI (its usage lists it).
     const chunks: string[] = []
     await main(['help'], { write: (s: string) => chunks.push(s) } as never)
     expect(chunks.join('')).toContain('start --config FILE')
   })
 
-  it('is multi-stage, runs as a non-root user and has a health check on the admin listener', async () => {
-    expect(dockerfile.match(/^FROM /gm)).toHaveLength(2)
-    expect(dockerfile).toMatch(/^USER node$/m)
-    expect(dockerfile).toMatch(/--omit=dev/)
-    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*127\.0\.0\.1:9090\/healthz/)
+  it('is multi-stage, has no package manager at run time, runs as a non-root user', () => {
+    expect(stages).toHaveLength(3)
+    expect(runtime).toMatch(/^USER node$/m)
+    expect(runtime).toMatch(/rm -rf \/usr\/local\/lib\/node_modules \/usr\/local\/bin\/npm \/usr\/local\/bin\/npx/)
+    expect(runtime).not.toMatch(/^RUN .*\bnpm\b(?! \/)/m)
+    expect(runtime).toMatch(/^COPY --from=deps \/app\/node_modules/m)
+    expect(stages[1]).toMatch(/--omit=dev/)
     for (const [, src] of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) expect(existsSync(src!), src).toBe(true)
-    // With the image's environment the default config listens where EXPOSE and the health check say.
+  })
+
+  it('its health check follows ADMIN_LISTEN, and the quickstart listens where EXPOSE says', async () => {
+    const check = JSON.parse(/HEALTHCHECK[\s\S]*?CMD (\[.*\])$/m.exec(dockerfile)![1]!) as string[]
+    expect(check.slice(0, 2)).toEqual(['node', '-e'])
+    const script = check[2]!
+    const probed: string[] = []
+    const run = (env: Record<string, string | undefined>) =>
+      new Function('process', 'fetch', script)({ env, exit: () => undefined }, (url: string) => (probed.push(url), Promise.resolve({ ok: true })))
+    run({ ADMIN_LISTEN: '0.0.0.0:9090' })
+    run({ ADMIN_LISTEN: '[::]:9191' })
+    run({ ADMIN_LISTEN: '10.1.2.3:9000' })
+    run({})
+    expect(probed).toEqual(['http://127.0.0.1:9090/healthz', 'http://127.0.0.1:9191/healthz', 'http://10.1.2.3:9000/healthz', 'http://127.0.0.1:9090/healthz'])
     const env = Object.fromEntries([...dockerfile.matchAll(/^\s+(GATEWAY_LISTEN|ADMIN_LISTEN)=(\S+)/gm)].map((m) => [m[1]!, m[2]!]))
     const config = await compileConfig(parseConfig(readFileSync('config/gateway.yaml', 'utf8'), 'config/gateway.yaml', env))
     expect(`${config.server.host}:${config.server.port}`).toBe('0.0.0.0:8080')
