@@ -7,15 +7,16 @@ import { RedisStore, type SharedStore } from './cache/redis-store.js'
 import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
-import { createHandler, type ConfigSource } from './handler.js'
+import { createHandler, type ConfigSource, type RequestOutcome } from './handler.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
 import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
 import { occasionally } from './log-throttle.js'
+import { describeCause } from './dependency-log.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { Forwarder } from './pipeline/forward/upstream.js'
-import { bodyUnread } from './pipeline/body/receive.js'
+import { bodyBytesRead, bodyUnread } from './pipeline/body/receive.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -145,6 +146,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       reason: o?.reason,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       aborted: !reply.raw.writableFinished,
+      ip: request.ip ?? '',
+      bytesIn: bytesIn(request.raw, o),
+      bytesOut: o ? Math.max(0, (request.raw.socket?.bytesWritten ?? o.writtenAt) - o.writtenAt) : 0,
     })
   }
 
@@ -153,7 +157,18 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let draining: NodeJS.Timeout | undefined
   app.addHook('onRequest', (request, reply, done) => {
     if (draining) reply.raw.setHeader('connection', 'close')
-    request.outcome = { routeId: undefined, path: undefined, principal: undefined, auth: undefined, forwarded: undefined, decision: undefined, reason: undefined }
+    const socket = request.raw.socket
+    request.outcome = {
+      routeId: undefined,
+      path: undefined,
+      principal: undefined,
+      auth: undefined,
+      forwarded: undefined,
+      decision: undefined,
+      reason: undefined,
+      readAt: socket?.bytesRead ?? 0,
+      writtenAt: socket?.bytesWritten ?? 0,
+    }
     reply.raw.once('close', () => record(request, reply))
     done()
   })
@@ -171,7 +186,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       request.outcome.decision ??= 'deny'
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
-    if (answer.status >= 500) log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
+    if (answer.status >= 500) {
+      // Expected failures of a dependency are a line with their cause; only the gateway's own faults carry a stack.
+      if (error.code === 'internal_error') log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
+      else log.warn({ reqId: request.id, code: error.code, cause: describeCause(error.cause ?? error), route: request.outcome?.routeId }, 'request failed')
+    }
     // A refusal costs no body: an unread one is never read, and its connection is closed.
     const unread = bodyUnread(request.raw)
     if (unread) closeAfter(request.raw, reply.raw)
@@ -224,6 +243,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
   return gateway
+}
+
+/** Body bytes received: what the pipeline read of the body, else what the connection read since the head. */
+function bytesIn(req: IncomingMessage, o: RequestOutcome | null): number {
+  return bodyBytesRead(req) ?? (o ? Math.max(0, (req.socket?.bytesRead ?? o.readAt) - o.readAt) : 0)
 }
 
 /** Zero series for a configuration's routes and issuers, and which configuration is in force. */

@@ -1,5 +1,25 @@
-import { pino, type Logger } from 'pino'
+import { pino, type Logger, type LoggerOptions } from 'pino'
 import { BatchedDestination } from './log-destination.js'
+
+/**
+ * The gateway's log format: text levels ("level":"info"), ISO times, and
+ * secrets redacted wherever they would appear in a structured field.
+ * Request lines are written by AccessLog in exactly this format.
+ */
+export const LOG_OPTIONS: LoggerOptions = {
+  base: { service: 'gateway' },
+  formatters: { level: (label) => ({ level: label }) },
+  timestamp: pino.stdTimeFunctions.isoTime,
+  redact: {
+    paths: [
+      'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'req.headers.authorization',
+      'cookie', '*.cookie', 'headers.cookie', '*.headers.cookie', 'req.headers.cookie', 'set-cookie', '*.headers["set-cookie"]',
+      'access_token', '*.access_token', 'refresh_token', '*.refresh_token', 'client_secret', '*.client_secret', 'token', '*.token',
+      'password', '*.password', 'secret', '*.secret',
+    ],
+    censor: '[redacted]',
+  },
+}
 
 /**
  * The gateway's JSON logger on stdout, batched (log-destination.ts).
@@ -10,7 +30,7 @@ export function createLogger(level = process.env.LOG_LEVEL ?? 'info'): Logger {
   const destination = new BatchedDestination(1)
   // Whatever way the process ends, the lines taken so far are written out.
   process.once('exit', () => destination.flushSync())
-  const logger = pino({ level, base: { service: 'gateway' } }, destination)
+  const logger = pino({ ...LOG_OPTIONS, level }, destination)
   loggers.set(logger, destination)
   return logger
 }

@@ -8,7 +8,8 @@ import { readiness } from './readiness.js'
  * or degraded, 503 when not ready or draining), `/metrics` (Prometheus).
  */
 export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogger; isDraining?: () => boolean } = {}): FastifyInstance {
-  const admin = Fastify({ loggerInstance: options.logger })
+  // Probes and scrapes come every few seconds: they are not logged.
+  const admin = Fastify({ loggerInstance: options.logger, disableRequestLogging: true })
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
     const state = readiness(gateway)

@@ -2,6 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
+import { LOG_OPTIONS } from '../../src/logger.js'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
@@ -37,7 +38,7 @@ export async function startGateway(yaml: string, files: Record<string, string> =
   const file = join(dir, 'gateway.yaml')
   await writeFile(file, yaml)
   const logs: LogLine[] = []
-  const logger = pino({ level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
+  const logger = pino({ ...LOG_OPTIONS, level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
   const metrics = new Metrics({ processMetrics: false })
   const config = await compileConfig(parseConfig(yaml, file), { observer: new LoggedObserver(metrics, logger) })
   const gateway = await buildGateway({ config, logger, metrics, ...(options.now ? { now: options.now } : {}) })

@@ -2,6 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
+import { LOG_OPTIONS } from '../../src/logger.js'
 import { startGateway, type RunningGateway } from '../../src/server.js'
 import type { LogLine } from './gateway.js'
 
@@ -20,7 +21,7 @@ export async function startServer(yaml: string, env: NodeJS.ProcessEnv = {}): Pr
   await writeFile(file, yaml)
   const logs: LogLine[] = []
   const rawLog: string[] = []
-  const logger = pino({ level: 'trace' }, {
+  const logger = pino({ ...LOG_OPTIONS, level: 'trace' }, {
     write: (line: string) => {
       rawLog.push(line)
       logs.push(JSON.parse(line) as LogLine)

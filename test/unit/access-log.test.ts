@@ -1,11 +1,12 @@
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { AccessLog, type AccessRecord, str } from '../../src/access-log.js'
+import { LOG_OPTIONS } from '../../src/logger.js'
 
 /** A logger as createLogger makes it (base fields, a worker binding), with a fixed clock, writing into an array. */
 function capture(level = 'info') {
   const lines: string[] = []
-  const root = pino({ level, base: { service: 'gateway' }, timestamp: () => ',"time":1764000000000' }, { write: (line: string) => void lines.push(line) })
+  const root = pino({ ...LOG_OPTIONS, level, timestamp: () => ',"time":"2026-12-02T00:00:00.000Z"' }, { write: (line: string) => void lines.push(line) })
   return { logger: root.child({ worker: 2 }), lines }
 }
 
@@ -22,6 +23,9 @@ function pinoLine(r: AccessRecord): string {
       client_id: r.clientId ?? null,
       decision: r.decision,
       reason: r.reason ?? null,
+      ip: r.ip,
+      bytes_in: r.bytesIn,
+      bytes_out: r.bytesOut,
       ms: r.ms,
       ...(r.aborted ? { aborted: true } : {}),
     },
@@ -41,6 +45,9 @@ const base: AccessRecord = {
   reason: undefined,
   ms: 1.27,
   aborted: false,
+  ip: '10.0.0.7',
+  bytesIn: 0,
+  bytesOut: 812,
 }
 
 describe('AccessLog', () => {
@@ -56,7 +63,7 @@ describe('AccessLog', () => {
     const { logger, lines } = capture()
     new AccessLog(logger).write(record)
     expect(lines).toEqual([pinoLine(record)])
-    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'request', worker: 2, service: 'gateway', level: 30 })
+    expect(JSON.parse(lines[0]!)).toMatchObject({ msg: 'request', worker: 2, service: 'gateway', level: 'info' })
   })
 
   it('keeps a lone surrogate as an escape, where pino would write U+FFFD', () => {

@@ -8,6 +8,17 @@ import { GatewayError } from '../../errors.js'
  * read is bounded in bytes and in idle time.
  */
 
+/** Body bytes the pipeline read of each request (the access log's bytes_in). */
+const received = new WeakMap<IncomingMessage, number>()
+
+export function bodyBytesRead(req: IncomingMessage): number | undefined {
+  return received.get(req)
+}
+
+function count(req: IncomingMessage, bytes: number): void {
+  received.set(req, (received.get(req) ?? 0) + bytes)
+}
+
 /** Whether the request announces a body (a Content-Length above 0, or any Transfer-Encoding). */
 export function announcesBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true
@@ -113,6 +124,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, bounds: Body
     }
     const onData = (chunk: Buffer) => {
       bytes += chunk.length
+      count(req, chunk.length)
       if (bytes > bounds.maxBytes) return done(new GatewayError('body_too_large', 'the request body is larger than this route accepts'), false)
       chunks.push(chunk)
       if (bytes >= stopAt) {
@@ -147,6 +159,7 @@ export async function* streamRest(req: IncomingMessage, already: Received, bound
   guardIdle(req, bounds.idleMs)
   for await (const chunk of req as AsyncIterable<Buffer>) {
     bytes += chunk.length
+    count(req, chunk.length)
     if (bytes > bounds.maxBytes) throw new GatewayError('body_too_large', 'the request body is larger than this route accepts')
     yield chunk
   }
