@@ -1,20 +1,31 @@
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadCompiledConfig } from './config/index.js'
-import { runUntilSignal } from './server.js'
-import { hashSecret } from './authorization-server/secret-hash.js'
-import { explain } from './tools/explain.js'
-import { routeTable } from './tools/routes.js'
+import { ConfigError, formatIssue } from './config/errors.js'
+// Everything else is imported by the command that needs it: `validate` or
+// `--version` must not load the server, its HTTP client and Redis client.
 
-const USAGE = `usage: gateway <command> [options]
+const USAGE = `usage: gateway <command> [options]   (from a clone: npx gateway …, or node bin/gateway.js …)
 
 commands:
   start --config FILE     run the gateway
-  validate FILE           check a configuration file (exit 0 when valid, 1 when not)
-  routes FILE             print the compiled route table, in precedence order
-  explain FILE --method M --path P [--host H] [--token T | --scopes "a b"]
+  validate FILE [--json]  check a configuration file (exit 0 when valid, 1 when not); warnings are printed, exit 0
+  routes FILE [--json]    print the compiled route table, in precedence order
+  explain FILE --method M --path P [--host H] [--token T | --scopes "a b"] [--json]
                           which route matches, what it requires, and the decision (exit 0 allow, 1 deny)
   hash-secret             read a client secret on stdin, print its hash for authorization_server.clients
+  --version               print the version
 `
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
+}
+
+const loadCompiledConfig = async (file: string) => (await import('./config/index.js')).loadCompiledConfig(file)
+const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n'
 
 async function readAll(input: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = []
@@ -29,39 +40,59 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     switch (command) {
       case 'start': {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } })
+        const { runUntilSignal } = await import('./server.js')
         return await runUntilSignal(values.config ?? process.env.GATEWAY_CONFIG ?? 'config/gateway.yaml')
       }
+      case '--version':
+      case 'version':
+        out.write(`${version()}\n`)
+        return 0
       case 'validate': {
-        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })
+        const { positionals, values } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' } } })
         const file = positionals[0]
         if (!file || positionals.length > 1) {
           err.write(USAGE)
           return 2
         }
-        const config = await loadCompiledConfig(file)
-        out.write(`${file}: valid (${config.router.routes.length} routes, ${config.issuers.size} issuers)\n`)
+        let config
+        try {
+          config = await loadCompiledConfig(file)
+        } catch (e) {
+          if (!(e instanceof ConfigError) || !values.json) throw e
+          out.write(json({ file, valid: false, errors: e.issues, warnings: [] }))
+          return 1
+        }
+        if (values.json) {
+          out.write(json({ file, valid: true, errors: [], warnings: config.warnings, routes: config.router.routes.length, issuers: config.issuers.size }))
+          return 0
+        }
+        for (const w of config.warnings) err.write(`warning: ${formatIssue(w)}\n`)
+        out.write(`${file}: valid (${config.router.routes.length} routes, ${config.issuers.size} issuers${config.warnings.length ? `, ${config.warnings.length} warnings` : ''})\n`)
         return 0
       }
       case 'routes': {
-        const { positionals } = parseArgs({ args: rest, allowPositionals: true, options: {} })
+        const { positionals, values } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' } } })
         if (positionals.length !== 1) {
           err.write(USAGE)
           return 2
         }
-        out.write(routeTable(await loadCompiledConfig(positionals[0]!)))
+        const { routeRows, routeTable } = await import('./tools/routes.js')
+        const config = await loadCompiledConfig(positionals[0]!)
+        out.write(values.json ? json(routeRows(config)) : routeTable(config))
         return 0
       }
       case 'explain': {
         const { values, positionals } = parseArgs({
           args: rest,
           allowPositionals: true,
-          options: { method: { type: 'string', default: 'GET' }, path: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, scopes: { type: 'string' } },
+          options: { method: { type: 'string', default: 'GET' }, path: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, scopes: { type: 'string' }, json: { type: 'boolean' } },
         })
         if (positionals.length !== 1 || !values.path || (values.token !== undefined && values.scopes !== undefined)) {
           err.write(USAGE)
           return 2
         }
         const config = await loadCompiledConfig(positionals[0]!)
+        const { explain } = await import('./tools/explain.js')
         const result = await explain(config, {
           method: values.method!,
           path: values.path,
@@ -69,7 +100,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           token: values.token,
           scopes: values.scopes?.split(' ').filter(Boolean),
         })
-        out.write(result.lines.join('\n') + '\n')
+        out.write(values.json ? json(result) : result.lines.join('\n') + '\n')
         return result.decision === 'allow' ? 0 : 1
       }
       case 'hash-secret': {
@@ -79,6 +110,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           err.write('the secret must have at least 16 characters\n')
           return 1
         }
+        const { hashSecret } = await import('./authorization-server/secret-hash.js')
         out.write((await hashSecret(secret)) + '\n')
         return 0
       }

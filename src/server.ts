@@ -29,6 +29,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
   const observer = new LoggedObserver(metrics, logger)
   const config = await loadCompiledConfig(file, { observer, env })
   const gateway = await buildGateway({ config, logger, metrics })
+  for (const w of config.warnings) logger.warn({ path: w.path, line: w.line }, `configuration warning: ${w.message}`)
   let draining = false
   // In a worker of a multi-process gateway the primary serves the admin listener.
   const admin = cluster.isWorker ? undefined : buildAdmin(gateway, { logger, isDraining: () => draining })

@@ -94,6 +94,8 @@ export interface CompiledConfig {
   readonly resourceMetadata: string | undefined
   /** Things the operator should know (a generated development key…), for the log. */
   readonly notices: readonly string[]
+  /** Legal but likely mistakes, located: `validate` prints them, `start` logs them. */
+  readonly warnings: readonly ConfigIssue[]
   /** Read once at start: changing them needs a restart. */
   readonly cache: {
     readonly redis: { readonly url: string; readonly keyPrefix: string; readonly timeoutMs: number } | undefined
@@ -321,6 +323,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   if (issues.length > 0 || !router) {
     throw new ConfigError(issues.sort((a, b) => a.line - b.line || a.column - b.column))
   }
+  const warnings = configWarnings(config, routes, (path, message) => locator.issue(path, message))
   return Object.freeze({
     file: locator.file,
     hash: locator.hash,
@@ -342,6 +345,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     authorizationServer,
     resourceMetadata,
     notices,
+    warnings,
     cache: Object.freeze({
       redis: config.cache?.redis
         ? {
@@ -373,6 +377,28 @@ function resolveOverridePolicies(routes: CompiledRoute[], byDefault: ReadonlySet
       restricted.some((other) => other !== route && hostsMeet(route.host, other.host) && patternsOverlap(route.pattern, other.pattern))
     if (!sensitive) (route as { methodOverride: OverridePolicy }).methodOverride = 'ignore'
   })
+}
+
+/** Route ids that would read as something else in metrics and logs. */
+const RESERVED_ROUTE_IDS = new Set(['none', 'unknown', 'other', 'all', 'default'])
+
+/** Legal configurations that are probably not what their author meant. */
+function configWarnings(config: Config, routes: readonly CompiledRoute[], at: (path: FieldPath, message: string) => ConfigIssue): ConfigIssue[] {
+  const out: ConfigIssue[] = []
+  config.routes.forEach((r, i) => {
+    const route = routes.find((x) => x.id === r.id)
+    if (route && route.auth.kind === 'public' && route.host === null && route.pattern.segments.length === 1 && route.pattern.segments[0]!.kind === 'wildcard') {
+      out.push(at(['routes', i, 'match', 'path'], 'a public route for every path: any path no other route serves (and every method a route does not name) is open without a token'))
+    }
+    if (RESERVED_ROUTE_IDS.has(r.id.toLowerCase())) out.push(at(['routes', i, 'id'], `"${r.id}" reads as a reserved word in metrics and logs (route "none" means no route matched); choose another id`))
+  })
+  const usedUpstreams = new Set(config.routes.map((r) => r.upstream))
+  for (const id of Object.keys(config.upstreams)) if (!usedUpstreams.has(id)) out.push(at(['upstreams', id], `upstream "${id}" is used by no route`))
+  const usedIssuers = new Set(config.routes.flatMap((r) => (r.auth === 'public' ? [] : r.auth.issuers)))
+  ;(config.issuers ?? []).forEach((issuer, i) => {
+    if (!usedIssuers.has(issuer.id)) out.push(at(['issuers', i, 'id'], `issuer "${issuer.id}" is trusted by no route`))
+  })
+  return out
 }
 
 /** Ranges of durations (ms) by field name; limits.ts checks its own. Other durations: 0 to 24h. */

@@ -53,9 +53,14 @@ function target(route: CompiledRoute): string {
   return '(built in)'
 }
 
+/** The compiled route table, in precedence order, as data (`routes --json`). */
+export function routeRows(config: CompiledConfig): Array<{ id: string; host: string | null; methods: readonly string[] | null; path: string; target: string; auth: string }> {
+  return [...config.router.routes].sort(comparePrecedence).map((r) => ({ id: r.id, host: r.host, methods: r.methods, path: r.pattern.source, target: target(r), auth: describeAuth(r) }))
+}
+
 /** The compiled route table, in precedence order, as text columns. */
 export function routeTable(config: CompiledConfig): string {
-  const rows = [...config.router.routes].sort(comparePrecedence).map((r) => [r.id, r.host ?? '*', r.methods?.join(',') ?? '*', r.pattern.source, target(r), describeAuth(r)])
+  const rows = routeRows(config).map((r) => [r.id, r.host ?? '*', r.methods?.join(',') ?? '*', r.path, r.target, r.auth])
   const header = ['ROUTE', 'HOST', 'METHODS', 'PATH', 'TARGET', 'AUTH']
   const all = [header, ...rows]
   const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]!.length)))

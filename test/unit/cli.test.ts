@@ -73,3 +73,45 @@ describe('gateway hash-secret', () => {
     expect(await main(['hash-secret'], sink() as never, sink() as never, Readable.from(['short']))).toBe(1)
   })
 })
+
+describe('for tools and CI', () => {
+  it('--version prints the package version', async () => {
+    const r = await run('--version')
+    expect(r.code).toBe(0)
+    expect(r.out.trim()).toMatch(/^\d+\.\d+\.\d+/)
+  })
+
+  it('validate --json: every error located, or valid with its warnings', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-cli-json-'))
+    const bad = join(dir, 'bad.yaml')
+    await writeFile(bad, 'upstreams: { a: { url: "http://[zz" } }\nroutes:\n  - { id: r, match: { path: /r }, upstream: a, auth: public, strip_prefix: "/:x" }\n')
+    const r = await run('validate', '--json', bad)
+    expect(r.code).toBe(1)
+    const report = JSON.parse(r.out) as { valid: boolean; errors: Array<{ line: number; column: number; path: string; message: string }> }
+    expect(report.valid).toBe(false)
+    expect(report.errors.map((e) => e.path)).toEqual(['upstreams.a.url'])
+    expect(report.errors[0]!.line).toBe(1)
+
+    const warned = join(dir, 'warned.yaml')
+    await writeFile(warned, 'upstreams: { a: { echo: true }, unused: { echo: true } }\nissuers: [{ id: lonely, issuer: "https://i.example", jwks_uri: "https://i.example/jwks", audiences: [x] }]\nroutes:\n  - { id: none, match: { path: "/*" }, upstream: a, auth: public }\n')
+    const ok = await run('validate', '--json', warned)
+    expect(ok.code).toBe(0)
+    const w = (JSON.parse(ok.out) as { warnings: Array<{ path: string; message: string }> }).warnings
+    expect(w.map((x) => x.path).sort()).toEqual(['issuers[0] (lonely).id', 'routes[0] (none).id', 'routes[0] (none).match.path', 'upstreams.unused'].sort())
+    // Without --json the warnings go to stderr, the verdict to stdout, and the exit code stays 0.
+    const text = await run('validate', warned)
+    expect(text.code).toBe(0)
+    expect(text.err).toContain('warning: ')
+    expect(text.err).toContain('is used by no route')
+    expect(text.out).toContain('4 warnings')
+  })
+
+  it('routes --json and explain --json give data', async () => {
+    const routes = await run('routes', '--json', 'config/gateway.yaml')
+    expect(routes.code).toBe(0)
+    expect((JSON.parse(routes.out) as Array<{ id: string }>).map((r) => r.id)).toContain('orders-read')
+    const explained = await run('explain', 'config/gateway.yaml', '--method', 'POST', '--path', '/orders/1', '--scopes', 'orders:read', '--json')
+    expect(explained.code).toBe(1)
+    expect(JSON.parse(explained.out)).toMatchObject({ decision: 'deny', status: 403, reason: 'scope_insufficient' })
+  })
+})
