@@ -7,6 +7,7 @@ import { Discovery } from '../pipeline/authn/discovery.js'
 import { IntrospectionClient, type IntrospectingIssuer } from '../pipeline/authn/introspection.js'
 import { combineKeySources, type TrustedIssuer } from '../pipeline/authn/jwt.js'
 import { RemoteJwks, type RejectedKey } from '../pipeline/authn/remote-jwks.js'
+import { parseClaimPath, type ClaimPath } from '../pipeline/authn/claim-path.js'
 import { loadStaticKey } from '../pipeline/authn/static-keys.js'
 import { routeScopes, type RouteScopes, type ScopeRule } from '../pipeline/authz/scopes.js'
 import { parsePattern, PatternError, patternsOverlap, staticPrefix } from '../pipeline/match/pattern.js'
@@ -607,6 +608,14 @@ async function compileIssuers(
       report(at('introspection'), 'introspection needs an endpoint, or discovery: true on the issuer')
     }
 
+    const scopeClaims: ClaimPath[] = []
+    for (const [k, text] of (c.scope_claims ?? ['scope', 'scp']).entries()) {
+      const path = parseClaimPath(text)
+      if (path) scopeClaims.push(path)
+      else report(at('scope_claims', k), `"${text}" is not a claim path (dotted names; a name with dots in double quotes)`)
+    }
+    // Introspection results keep what the scope claims need besides "scope".
+    const issuerKeepClaims = [...new Set([...keepClaims, ...scopeClaims.map((p) => p[0]!).filter((n) => n !== 'scope')])]
     const hasKeys = Boolean(c.jwks_uri || c.keys || c.discovery)
     const mode: ValidationMode = c.validation ?? (c.introspection ? (hasKeys ? 'auto' : 'introspection') : 'jwt')
     if (!hasKeys && !c.introspection) {
@@ -654,7 +663,7 @@ async function compileIssuers(
           maxTtlMs: parseDuration(c.introspection.max_ttl ?? DEFAULTS.introspectionMaxTtl),
           negativeTtlMs: parseDuration(c.introspection.negative_ttl ?? DEFAULTS.introspectionNegativeTtl),
           requireAudience: c.introspection.require_audience ?? true,
-          keepClaims,
+          keepClaims: issuerKeepClaims,
           integrityKey: config.cache?.redis?.integrity_key,
           ...(observer ? { onCall: (outcome: 'active' | 'inactive' | 'error', error?: unknown) => observer.introspection(c.id, outcome, error) } : {}),
         })
@@ -668,6 +677,7 @@ async function compileIssuers(
         algorithms: Object.freeze([...(c.algorithms ?? DEFAULTS.algorithms)]),
         clockSkewSeconds: parseDuration(c.clock_skew ?? DEFAULTS.clockSkew) / 1000,
         requireTyp: c.require_typ,
+        scopeClaims: Object.freeze(scopeClaims),
         getKey,
         keyVersion: jwks ? () => jwks.version : () => 0,
         jwks,

@@ -217,6 +217,15 @@ const Issuer = Type.Object(
     algorithms: Type.Optional(Type.Array(Algorithm, { minItems: 1, uniqueItems: true, default: [...DEFAULTS.algorithms] })),
     clock_skew: Type.Optional(duration(DEFAULTS.clockSkew, 'tolerated clock difference for exp, nbf and iat')),
     require_typ: Type.Optional(Type.Literal('at+jwt', { description: 'require the RFC 9068 header typ "at+jwt"' })),
+    scope_claims: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, description: 'a claim path: dotted names, a name with dots in double quotes ("https://corp/roles")' }), {
+        minItems: 1,
+        uniqueItems: true,
+        default: ['scope', 'scp'],
+        description:
+          'where this issuer\'s tokens carry what routes check as scopes, merged: scope, scp (the default), roles (Entra ID app tokens), permissions (Auth0 RBAC), realm_access.roles or resource_access.<client>.roles (Keycloak)',
+      }),
+    ),
     allow_insecure_http: Type.Optional(
       Type.Boolean({ description: 'allow http:// key, discovery and introspection URLs on non-loopback hosts (they can then be forged in transit)' }),
     ),

@@ -4,6 +4,7 @@ import type { Codec } from '../../cache/tiered-cache.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import { readLimited } from './remote-jwks.js'
 import { scopesFromClaims, type Principal } from './principal.js'
+import type { ClaimPath } from './claim-path.js'
 
 /**
  * What the gateway keeps of an introspection response: only the fields its
@@ -49,6 +50,7 @@ export interface IntrospectingIssuer {
   readonly audiences: readonly string[]
   readonly clockSkewSeconds: number
   readonly introspection: IntrospectionClient
+  readonly scopeClaims?: readonly ClaimPath[]
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024
@@ -233,7 +235,7 @@ function toPrincipal(issuer: IntrospectingIssuer, record: IntrospectionRecord): 
     issuer: issuer.issuer,
     subject: record.sub,
     clientId: record.client_id,
-    scopes: scopesFromClaims({ scope: record.scope }),
+    scopes: scopesFromClaims({ ...record.claims, scope: record.scope }, issuer.scopeClaims),
     expiresAt: record.exp,
     claims,
   }

@@ -1,6 +1,7 @@
 import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose'
 import { GatewayError, isGatewayError } from '../../errors.js'
 import { principalFromClaims, type Principal } from './principal.js'
+import type { ClaimPath } from './claim-path.js'
 
 /** An issuer as the request path uses it: immutable, built once per config. */
 export interface TrustedIssuer {
@@ -14,6 +15,8 @@ export interface TrustedIssuer {
   readonly getKey: JWTVerifyGetKey | undefined
   /** Changes whenever the issuer's key set changes (static keys: never). */
   readonly keyVersion?: () => number
+  /** Where its tokens carry scopes (default: scope and scp). */
+  readonly scopeClaims?: readonly ClaimPath[]
 }
 
 const JWS_COMPACT = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
@@ -56,7 +59,7 @@ export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<P
   }
   try {
     const { payload } = await jwtVerify(token, issuer.getKey, options)
-    return principalFromClaims(issuer.id, issuer.issuer, payload)
+    return principalFromClaims(issuer.id, issuer.issuer, payload, issuer.scopeClaims)
   } catch (err) {
     if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toGatewayError(err)
     // Several keys share the token's kid (and fit its alg): try each, a bounded number.
@@ -66,7 +69,7 @@ export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<P
       if (++tried > MAX_KEY_CANDIDATES) break
       try {
         const { payload } = await jwtVerify(token, key, options)
-        return principalFromClaims(issuer.id, issuer.issuer, payload)
+        return principalFromClaims(issuer.id, issuer.issuer, payload, issuer.scopeClaims)
       } catch (e) {
         last = e
         // Only a wrong signature says "try the next key"; any other failure is the token's.

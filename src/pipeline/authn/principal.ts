@@ -1,4 +1,5 @@
 import { GatewayError } from '../../errors.js'
+import { readClaim, type ClaimPath } from './claim-path.js'
 
 /**
  * Who a request acts for, as vouched for by a trusted issuer. Every
@@ -26,31 +27,37 @@ function scopeToken(s: string, claim: string): string {
   return s
 }
 
+/** Where scopes are read by default: `scope` and `scp`. */
+export const DEFAULT_SCOPE_CLAIMS: readonly ClaimPath[] = [['scope'], ['scp']]
+
 /**
- * The granted scopes: `scope` (RFC 9068: a space-delimited string) and `scp`
- * (a string or an array of strings, as Entra ID and Okta send it), merged.
- * Every scope must be an RFC 6749 scope-token: an array element holding a
- * space (which would read as two scopes once joined into a header), a tab or
- * any other character outside the grammar refuses the token.
+ * The granted scopes, merged from the issuer's scope claims: by default
+ * `scope` (RFC 9068: a space-delimited string) and `scp` (a string or an
+ * array of strings, as Entra ID and Okta send it); an issuer may name others
+ * (`roles`, `permissions`, `realm_access.roles`). `scope` itself must be a
+ * string; the others a string or an array of strings. Every scope must be
+ * an RFC 6749 scope-token: an array element holding a space (which would
+ * read as two scopes once joined into a header), a tab or any other
+ * character outside the grammar refuses the token.
  */
-export function scopesFromClaims(claims: Readonly<Record<string, unknown>>): Set<string> {
+export function scopesFromClaims(claims: Readonly<Record<string, unknown>>, paths: readonly ClaimPath[] = DEFAULT_SCOPE_CLAIMS): Set<string> {
   const scopes = new Set<string>()
-  const add = (value: unknown, claim: 'scope' | 'scp') => {
-    if (value === undefined) return
+  for (const path of paths) {
+    const value = readClaim(claims, path)
+    if (value === undefined || value === null) continue
+    const claim = path.join('.')
     if (typeof value === 'string') {
       for (const s of value.split(' ')) if (s !== '') scopes.add(scopeToken(s, claim))
-    } else if (claim === 'scp' && Array.isArray(value) && value.every((s) => typeof s === 'string')) {
+    } else if (claim !== 'scope' && Array.isArray(value) && value.every((s) => typeof s === 'string')) {
       for (const s of value as string[]) scopes.add(scopeToken(s, claim))
     } else {
-      throw new GatewayError('claims_invalid', claim === 'scope' ? 'the "scope" claim is not a string' : 'the "scp" claim is neither a string nor a list of strings')
+      throw new GatewayError('claims_invalid', claim === 'scope' ? 'the "scope" claim is not a string' : `the "${claim}" claim is neither a string nor a list of strings`)
     }
   }
-  add(claims.scope, 'scope')
-  add(claims.scp, 'scp')
   return scopes
 }
 
-export function principalFromClaims(issuerId: string, issuer: string, claims: Readonly<Record<string, unknown>>): Principal {
+export function principalFromClaims(issuerId: string, issuer: string, claims: Readonly<Record<string, unknown>>, scopeClaims: readonly ClaimPath[] = DEFAULT_SCOPE_CLAIMS): Principal {
   const text = (name: string): string | undefined => {
     const v = claims[name]
     if (v === undefined) return undefined
@@ -63,7 +70,7 @@ export function principalFromClaims(issuerId: string, issuer: string, claims: Re
     issuer,
     subject: text('sub'),
     clientId: text('client_id') ?? text('azp'),
-    scopes: scopesFromClaims(claims),
+    scopes: scopesFromClaims(claims, scopeClaims),
     expiresAt: typeof exp === 'number' ? exp : undefined,
     claims,
   }
