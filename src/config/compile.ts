@@ -398,6 +398,10 @@ function configWarnings(config: Config, routes: readonly CompiledRoute[], at: (p
   const usedIssuers = new Set(config.routes.flatMap((r) => (r.auth === 'public' ? [] : r.auth.issuers)))
   ;(config.issuers ?? []).forEach((issuer, i) => {
     if (!usedIssuers.has(issuer.id)) out.push(at(['issuers', i, 'id'], `issuer "${issuer.id}" is trusted by no route`))
+    const plain = (url: string | undefined) => url !== undefined && /^http:\/\//i.test(url) && !isLoopback(new URL(url).hostname)
+    for (const [path, url] of [[['jwks_uri'], issuer.jwks_uri], [['introspection', 'endpoint'], issuer.introspection?.endpoint], [['issuer'], issuer.discovery ? issuer.issuer : undefined]] as const) {
+      if (plain(url)) out.push(at(['issuers', i, ...path], 'plain http outside loopback (allowed by allow_insecure_http): keys or token answers can be replaced in transit'))
+    }
   })
   return out
 }

@@ -83,6 +83,16 @@ describe('Keycloak, end to end', () => {
     expect((await send(g.url, { path: '/orders/1', headers: [bearer(withRealmRole)] })).status).toBe(200)
   })
 
+  it('refuses what is not an access token for this API: an ID token (aud is the client) and a refresh token (aud is the issuer)', async () => {
+    const idToken = await keycloakToken({ typ: 'ID', aud: 'orders-web', nonce: 'n-0S6_WzA2Mj', resource_access: { 'orders-api': { roles: ['orders-reader'] } } })
+    const refresh = await keycloakToken({ typ: 'Refresh', aud: ISS, resource_access: { 'orders-api': { roles: ['orders-reader'] } } })
+    for (const token of [idToken, refresh]) {
+      const res = await send(g.url, { path: '/orders/1', headers: [bearer(token)] })
+      expect(res.status).toBe(401)
+      expect((await g.requestLog(res.headers['x-request-id'])).reason).toBe('audience_invalid')
+    }
+  })
+
   it('refuses a token without the role (403) and one without the audience mapper (401)', async () => {
     expect((await send(g.url, { path: '/orders/1', headers: [bearer(await keycloakToken({}))] })).status).toBe(403)
     const noAudience = await keycloakToken({ aud: 'account', resource_access: { 'orders-api': { roles: ['orders-reader'] } } })
