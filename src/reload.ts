@@ -4,9 +4,9 @@ import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import type { Logger } from 'pino'
 import type { Gateway } from './app.js'
-import { compileConfig, type CompiledConfig } from './config/compile.js'
+import type { CompiledConfig } from './config/compile.js'
+import { compileConfigText } from './config/index.js'
 import { ConfigError, formatIssue } from './config/errors.js'
-import { parseConfig } from './config/load.js'
 import type { DependencyObserver, Metrics } from './metrics/metrics.js'
 
 export type ReloadResult = 'applied' | 'unchanged' | 'refused'
@@ -93,7 +93,7 @@ export class ConfigReloader {
     this.lastHash = hash
     let next: CompiledConfig
     try {
-      next = await compileConfig(parseConfig(text, this.file, this.env), { previous: this.gateway.current, observer: this.observer })
+      next = await compileConfigText(text, this.file, { previous: this.gateway.current, observer: this.observer, env: this.env })
     } catch (err) {
       // Whatever the failure, the configuration in force keeps serving.
       if (err instanceof ConfigError) this.refused(err.issues.map(formatIssue))

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { Ajv, type ErrorObject } from 'ajv'
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
 import { ConfigError, type ConfigIssue } from './errors.js'
@@ -24,17 +23,6 @@ const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, allowUnionTy
 const validate = ajv.compile<Config>(ConfigSchema)
 
 const INTERPOLATION = /\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
-
-export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<ParsedConfig> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : `cannot read the file (${(err as Error).message})`
-    throw new ConfigError([{ file, line: 0, column: 0, path: '', message: reason }])
-  }
-  return parseConfig(text, file, env)
-}
 
 /**
  * Parses and validates a configuration text. `${NAME}` and `${NAME:-default}`
@@ -81,9 +69,23 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const config: unknown = doc.toJS({ maxAliasCount: 50 })
   if (!validate(config)) {
-    throw new ConfigError(describeSchemaErrors(validate.errors ?? [], locator, config))
+    throw new SchemaError(describeSchemaErrors(validate.errors ?? [], locator, config), { config: config as Config, locator })
   }
   return { config, locator }
+}
+
+/**
+ * A file that parses but does not fit the schema. It carries what was
+ * parsed, so that the compiler can still look for the errors it finds
+ * (unknown references, conflicts) and every error is reported in one pass.
+ */
+export class SchemaError extends ConfigError {
+  constructor(
+    issues: readonly ConfigIssue[],
+    readonly parsed: ParsedConfig,
+  ) {
+    super(issues)
+  }
 }
 
 function plainScalar(value: string): unknown {

@@ -37,10 +37,11 @@ describe('gateway validate', () => {
     await writeFile(file, 'upstreams: { a: { url: "http://x" } }\nroutes:\n  - id: r\n    match: { path: /x, methods: [get] }\n    upstream: b\n    auth: pubic\n')
     const r = await run('validate', file)
     expect(r.code).toBe(1)
-    expect(r.err).toContain('invalid configuration (2 errors)')
+    expect(r.err).toContain('invalid configuration (3 errors)')
     expect(r.err).toContain(`${file}:4:34: routes[0] (r).match.methods[0]: must be an HTTP method`)
     expect(r.err).toContain(`${file}:6:11: routes[0] (r).auth: must be "public"`)
-    // Reference checks run once the file has the right shape.
+    // Reference checks run in the same pass, even when the file does not have the right shape.
+    expect(r.err).toContain(`${file}:5:15: routes[0] (r).upstream: unknown upstream "b"; defined: a`)
     await writeFile(file, 'upstreams: { a: { url: "http://x" } }\nroutes:\n  - id: r\n    match: { path: /x }\n    upstream: b\n    auth: public\n')
     expect((await run('validate', file)).err).toContain(`${file}:5:15: routes[0] (r).upstream: unknown upstream "b"; defined: a`)
   })
@@ -113,5 +114,28 @@ describe('for tools and CI', () => {
     const explained = await run('explain', 'config/gateway.yaml', '--method', 'POST', '--path', '/orders/1', '--scopes', 'orders:read', '--json')
     expect(explained.code).toBe(1)
     expect(JSON.parse(explained.out)).toMatchObject({ decision: 'deny', status: 403, reason: 'scope_insufficient' })
+  })
+})
+
+describe('validate, every error in one pass', () => {
+  it('schema errors do not hide reference errors or rule errors', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-cli-all-'))
+    const file = join(dir, 'many.yaml')
+    await writeFile(
+      file,
+      [
+        'server: { body_limit: "big" }', // schema: not a number
+        'upstreams: { a: { echo: true } }',
+        'routes:',
+        '  - { id: r1, match: { path: /r }, upstream: nowhere, auth: public }', // reference
+        '  - { id: r2, match: { path: /s, methods: [GTE] }, upstream: a, auth: public }', // schema
+        '  - { id: r3, match: { path: /t }, upstream: a, auth: { issuers: [ghost], scopes: none } }', // reference
+        '',
+      ].join('\n'),
+    )
+    const r = await run('validate', '--json', file)
+    expect(r.code).toBe(1)
+    const paths = (JSON.parse(r.out) as { errors: Array<{ path: string; line: number }> }).errors.map((e) => `${e.line} ${e.path}`)
+    expect(paths).toEqual(['1 server.body_limit', '4 routes[0] (r1).upstream', '5 routes[1] (r2).match.methods[0]', '6 routes[2] (r3).auth.issuers[0]'])
   })
 })
