@@ -34,3 +34,21 @@ describe('BatchedDestination', () => {
     closeSync(fd)
   })
 })
+
+describe('the gateway logger on a crash', () => {
+  it('writes out every line taken before an uncaught error ends the process', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const script = [
+      "import { createLogger } from './src/logger.ts'",
+      'const logger = createLogger()',
+      "for (let i = 0; i < 5000; i++) logger.info({ n: i }, 'line')",
+      "setTimeout(() => { throw new Error('boom') }, 5)",
+    ].join('\n')
+    const out = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', cwd: process.cwd() })
+    expect(out.status).not.toBe(0)
+    expect(out.stderr).toContain('boom')
+    const lines = out.stdout.trim().split('\n').map((l) => JSON.parse(l) as { n: number; level: string })
+    expect(lines).toHaveLength(5000)
+    expect(lines.at(-1)).toMatchObject({ n: 4999, level: 'info' })
+  })
+})
