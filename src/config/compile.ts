@@ -641,7 +641,7 @@ async function compileIssuers(
     const staticKeys: JWK[] = []
     for (const [k, spec] of (c.keys ?? []).entries()) {
       try {
-        staticKeys.push(...(await loadStaticKey(resolve(baseDir, spec.file), spec)))
+        staticKeys.push(...(await loadStaticKey(resolve(baseDir, spec.file), spec, c.algorithms ?? DEFAULTS.algorithms)))
       } catch (err) {
         const e = err as NodeJS.ErrnoException
         report(at('keys', k, 'file'), e.code === 'ENOENT' ? `key file not found: ${resolve(baseDir, spec.file)}` : `unusable key file: ${e.message}`)

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from './duration.js'
+import type { UpstreamLimits } from '../pipeline/forward/gate.js'
 
 /**
  * The `limits` section: every resource a client can hold is bounded, in size
@@ -80,11 +81,7 @@ export interface CompiledLimits {
   readonly upstream: CompiledUpstreamLimits
 }
 
-export interface CompiledUpstreamLimits {
-  readonly maxConnections: number
-  readonly maxQueue: number
-  readonly queueTimeoutMs: number
-}
+export type CompiledUpstreamLimits = UpstreamLimits
 
 type Report = (path: ReadonlyArray<string | number>, message: string) => void
 

@@ -2,7 +2,6 @@ import { createPublicKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import type { JWK } from 'jose'
 import { MIN_RSA_BITS, publicSigningKeys, vetKeys } from './remote-jwks.js'
-import { ALGORITHMS } from '../../config/schema.js'
 
 export interface StaticKeySpec {
   readonly file: string
@@ -15,7 +14,7 @@ export interface StaticKeySpec {
  * JWK Set. Private keys are refused: the gateway only ever needs public ones,
  * and a private key in its config is a key that leaks.
  */
-export async function loadStaticKey(path: string, spec: StaticKeySpec): Promise<JWK[]> {
+export async function loadStaticKey(path: string, spec: StaticKeySpec, algorithms: readonly string[]): Promise<JWK[]> {
   const text = await readFile(path, 'utf8')
   const trimmed = text.trim()
   if (trimmed.startsWith('-----BEGIN')) {
@@ -24,7 +23,7 @@ export async function loadStaticKey(path: string, spec: StaticKeySpec): Promise<
     if (spec.kid !== undefined) jwk.kid = spec.kid
     if (spec.alg !== undefined) jwk.alg = spec.alg
     jwk.use = 'sig'
-    return vetted([jwk])
+    return vetted([jwk], algorithms)
   }
   const doc = JSON.parse(trimmed) as unknown
   const set = doc !== null && typeof doc === 'object' && 'keys' in doc ? doc : { keys: [doc] }
@@ -32,14 +31,14 @@ export async function loadStaticKey(path: string, spec: StaticKeySpec): Promise<
   const kept = publicSigningKeys(set).keys
   if (kept.length !== all.length) throw new Error('the file holds a private, symmetric or non-signing key; give public signing keys only')
   if (kept.length === 0) throw new Error('the file holds no key')
-  return vetted(kept)
+  return vetted(kept, algorithms)
 }
 
 /** Refuses keys that cannot verify tokens (see vetKeys): a configuration error, not a refusal per request. */
-function vetted(keys: JWK[]): JWK[] {
-  const { rejected } = vetKeys({ keys }, ALGORITHMS)
+function vetted(keys: JWK[], algorithms: readonly string[]): JWK[] {
+  const { rejected } = vetKeys({ keys }, algorithms)
   const first = rejected[0]
   if (first === undefined) return keys
   if (first.reason === 'too_weak') throw new Error(`RSA keys must have at least ${MIN_RSA_BITS} bits`)
-  throw new Error(first.reason === 'unusable' ? 'the key cannot be imported' : 'the key is for no supported algorithm')
+  throw new Error(first.reason === 'unusable' ? 'the key cannot be imported' : "the key is for none of the issuer's algorithms")
 }

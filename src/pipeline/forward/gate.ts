@@ -1,5 +1,11 @@
 import { GatewayError } from '../../errors.js'
-import type { CompiledUpstreamLimits } from '../../config/limits.js'
+
+/** Bounds of one upstream's connections (compiled from limits.upstream and the upstream's own settings). */
+export interface UpstreamLimits {
+  readonly maxConnections: number
+  readonly maxQueue: number
+  readonly queueTimeoutMs: number
+}
 
 /**
  * The connections one upstream may have in use, with a bounded queue in
@@ -12,7 +18,7 @@ export class UpstreamGate {
   private active = 0
   private readonly waiting: Array<{ grant: () => void; timer: NodeJS.Timeout | undefined }> = []
 
-  constructor(readonly limits: CompiledUpstreamLimits) {}
+  constructor(readonly limits: UpstreamLimits) {}
 
   get inUse(): number {
     return this.active

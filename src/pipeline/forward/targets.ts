@@ -1,5 +1,5 @@
 import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
-import type { CompiledUpstreamLimits } from '../../config/limits.js'
+import type { UpstreamLimits } from './gate.js'
 
 /** Where a route sends what it accepts. */
 export type Target =
@@ -15,7 +15,7 @@ export type Target =
       readonly timeoutMs: number
       readonly preserveHost: boolean
       /** Connections, queue and queue wait to this upstream. */
-      readonly limits: CompiledUpstreamLimits
+      readonly limits: UpstreamLimits
     }
   | { readonly kind: 'echo'; readonly id: string }
   | {
