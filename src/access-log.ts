@@ -14,7 +14,7 @@ export interface AccessRecord {
   readonly aborted: boolean
   /** The client's address, after trusted proxies. */
   readonly ip: string
-  /** Body bytes received, and bytes sent (head and body). */
+  /** Body bytes received, and body bytes sent. */
   readonly bytesIn: number
   readonly bytesOut: number
 }

@@ -15,7 +15,7 @@ import { occasionally } from './log-throttle.js'
 import { describeCause } from './dependency-log.js'
 import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
-import { Forwarder } from './pipeline/forward/upstream.js'
+import { bodyBytesRelayed, Forwarder } from './pipeline/forward/upstream.js'
 import { bodyBytesRead, bodyUnread } from './pipeline/body/receive.js'
 
 export interface GatewayOptions {
@@ -148,7 +148,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       aborted: !reply.raw.writableFinished,
       ip: request.ip ?? '',
       bytesIn: bytesIn(request.raw, o),
-      bytesOut: o ? Math.max(0, (request.raw.socket?.bytesWritten ?? o.writtenAt) - o.writtenAt) : 0,
+      bytesOut: bodyBytesRelayed(reply.raw) ?? (Number(reply.getHeader('content-length')) || 0),
     })
   }
 
@@ -167,7 +167,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       decision: undefined,
       reason: undefined,
       readAt: socket?.bytesRead ?? 0,
-      writtenAt: socket?.bytesWritten ?? 0,
     }
     reply.raw.once('close', () => record(request, reply))
     done()

@@ -31,9 +31,8 @@ export interface RequestOutcome {
   decision: 'allow' | 'deny' | undefined
   /** Why the request was refused or failed, when it was. */
   reason: string | undefined
-  /** The connection's byte counts when the request began (its head already read). */
+  /** The connection's byte count when the request began (its head already read). */
   readAt: number
-  writtenAt: number
 }
 
 declare module 'fastify' {

@@ -1,6 +1,30 @@
 import { pino, type Logger, type LoggerOptions } from 'pino'
 import { BatchedDestination } from './log-destination.js'
 
+let second = -1
+let prefix = ''
+let lastMs = -1
+let last = ''
+
+/**
+ * pino's `,"time":"<ISO 8601>"`, formatted once per millisecond from a prefix
+ * made once per second: Date#toISOString on every request line measured
+ * 6,400 instructions of a 215,000-instruction request.
+ */
+export function isoTime(): string {
+  const now = Date.now()
+  if (now === lastMs) return last
+  const s = Math.floor(now / 1000)
+  if (s !== second) {
+    second = s
+    prefix = `,"time":"${new Date(s * 1000).toISOString().slice(0, 20)}`
+  }
+  const ms = now - s * 1000
+  lastMs = now
+  last = `${prefix}${ms < 10 ? '00' : ms < 100 ? '0' : ''}${ms}Z"`
+  return last
+}
+
 /**
  * The gateway's log format: text levels ("level":"info"), ISO times, and
  * secrets redacted wherever they would appear in a structured field.
@@ -9,7 +33,7 @@ import { BatchedDestination } from './log-destination.js'
 export const LOG_OPTIONS: LoggerOptions = {
   base: { service: 'gateway' },
   formatters: { level: (label) => ({ level: label }) },
-  timestamp: pino.stdTimeFunctions.isoTime,
+  timestamp: isoTime,
   redact: {
     paths: [
       'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization', 'req.headers.authorization',

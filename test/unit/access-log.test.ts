@@ -91,3 +91,20 @@ describe('AccessLog', () => {
     expect(str('abc-123')).toBe('"abc-123"')
   })
 })
+
+describe('isoTime', () => {
+  it('writes what Date#toISOString writes, at every millisecond', async () => {
+    const { isoTime } = await import('../../src/logger.js')
+    const { vi } = await import('vitest')
+    vi.useFakeTimers()
+    try {
+      for (const t of [0, 999, 1000, 1_764_633_600_007, 1_764_633_600_099, 1_764_633_600_100, 1_764_633_600_999, 1_764_633_601_000]) {
+        vi.setSystemTime(t)
+        expect(isoTime()).toBe(`,"time":"${new Date(t).toISOString()}"`)
+        expect(isoTime()).toBe(`,"time":"${new Date(t).toISOString()}"`)
+      }
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+})

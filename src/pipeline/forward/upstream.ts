@@ -14,6 +14,13 @@ const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EC
 /** Response headers that belong to the upstream connection, not to the client's. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'])
 
+/** Body bytes of each forwarded answer, as relayed to the client (the access log's bytes_out). */
+const relayed = new WeakMap<ServerResponse, number>()
+
+export function bodyBytesRelayed(res: ServerResponse): number | undefined {
+  return relayed.get(res)
+}
+
 /** The path sent upstream: the canonical path that was matched, less the route's strip_prefix. */
 export function upstreamPath(route: CompiledRoute, path: string): string {
   if (route.stripPrefix === null) return path
@@ -162,6 +169,7 @@ export class Forwarder {
     let controller: Dispatcher.DispatchController | undefined
     let started = false
     let finished = false
+    let sent = 0
     let release: (() => void) | undefined
     let payloadDone: (() => void) | undefined
     const settle = () => {
@@ -210,16 +218,19 @@ export class Forwarder {
         res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id))
       },
       onResponseData(c, chunk) {
+        sent += chunk.length
         if (!res.write(chunk)) {
           c.pause()
           res.once('drain', onDrain)
         }
       },
       onResponseEnd() {
+        relayed.set(res, sent)
         settle()
         res.end()
       },
       onResponseError(_c, error) {
+        relayed.set(res, sent)
         settle()
         if (res.destroyed) return
         if (!started && !res.headersSent) fail(request, reply, asPipelineError(error))
