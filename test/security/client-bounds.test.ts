@@ -34,7 +34,7 @@ limits:
   request_timeout: 1500ms
   body_idle_timeout: 400ms
   keep_alive_timeout: 300ms
-  max_connections: 60
+  max_connections: 400
 upstreams:
   slow: { url: "http://127.0.0.1:${slowUpstream.port}", max_connections: 2, max_queue: 1, queue_timeout: 300ms }
   capped: { url: "http://127.0.0.1:${slowUpstream.port}", max_connections: 2, max_queue: 100, queue_timeout: 2s }
@@ -96,8 +96,8 @@ describe('slow and silent clients', () => {
   })
 
   it('slow senders hold no upstream connection: normal requests to the same upstream keep flowing', async () => {
-    // 20 clients with small bodies arriving slowly, against an upstream capped at 2 connections.
-    const slow = await Promise.all(Array.from({ length: 20 }, () => rawConnect(g.url)))
+    // 300 clients with small bodies arriving slowly (the review's number), against an upstream capped at 2 connections.
+    const slow = await Promise.all(Array.from({ length: 300 }, () => rawConnect(g.url)))
     for (const c of slow) c.write('POST /cap/slow HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n\r\nx')
     const trickle = setInterval(() => slow.forEach((c) => c.write('y')), 200)
     try {
@@ -134,7 +134,7 @@ describe("an upstream's connections", () => {
 
 describe('a listener', () => {
   it('holds at most max_connections client connections', async () => {
-    const conns = await Promise.all(Array.from({ length: 60 }, () => rawConnect(g.url)))
+    const conns = await Promise.all(Array.from({ length: 400 }, () => rawConnect(g.url)))
     const extra = await rawConnect(g.url)
     expect(await extra.closed).toBeLessThan(400)
     for (const c of conns) c.destroy()
