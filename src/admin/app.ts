@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Gateway } from '../app.js'
 import { readiness } from './readiness.js'
 
@@ -9,7 +9,7 @@ import { readiness } from './readiness.js'
  */
 export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogger; isDraining?: () => boolean } = {}): FastifyInstance {
   // Probes and scrapes come every few seconds: they are not logged.
-  const admin = Fastify({ loggerInstance: options.logger, disableRequestLogging: true })
+  const admin = Fastify({ loggerInstance: options.logger, logController: new LogController({ disableRequestLogging: true }) })
   admin.get('/healthz', async () => ({ status: 'ok' }))
   admin.get('/readyz', async (_request, reply) => {
     const state = readiness(gateway)
