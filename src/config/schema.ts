@@ -414,7 +414,7 @@ export const ConfigSchema = Type.Object(
                   Type.String({
                     minLength: 32,
                     description:
-                      'a secret shared by the replicas (at least 32 characters, from ${ENV}); cached values are bound to their token with an HMAC under it, so that write access to Redis is not enough to plant a result',
+                      'a secret shared by the replicas (at least 32 characters, from ${ENV}); the seal of every shared value (an HMAC over the whole record, its key and its expiry) is made under it and the token, so that write access to Redis cannot forge or alter a result, not even for a token one holds',
                   }),
                 ),
               },
