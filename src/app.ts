@@ -134,6 +134,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     metrics.request(o?.routeId, request.method, status, decision, reply.elapsedTime / 1000)
     metrics.decision(o?.routeId, decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown'))
     if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
+    if (o?.rule !== undefined && o.routeId !== undefined) metrics.claimRuleDenied(o.routeId, o.rule)
     if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
     accessLog?.write({
       reqId: request.id,
@@ -144,6 +145,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       clientId: o?.principal?.clientId,
       decision,
       reason: o?.reason,
+      rule: o?.rule,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       aborted: !reply.raw.writableFinished,
       ip: request.ip ?? '',
@@ -166,6 +168,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       forwarded: undefined,
       decision: undefined,
       reason: undefined,
+      rule: undefined,
+      cors: undefined,
       readAt: socket?.bytesRead ?? 0,
     }
     reply.raw.once('close', () => record(request, reply))
@@ -183,6 +187,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (request.outcome) {
       request.outcome.reason = error.code
       request.outcome.decision ??= 'deny'
+      if (error.rule !== undefined) request.outcome.rule = error.rule
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
     if (answer.status >= 500) {
@@ -193,7 +198,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     // A refusal costs no body: an unread one is never read, and its connection is closed.
     const unread = bodyUnread(request.raw)
     if (unread) closeAfter(request.raw, reply.raw)
-    const headers = unread ? { ...answer.headers, connection: 'close' } : answer.headers
+    // A refusal is readable by the page of an allowed origin (its status, WWW-Authenticate): CORS headers too.
+    const cors = request.outcome?.cors
+    const headers = unread || cors ? { ...answer.headers, ...cors, ...(unread ? { connection: 'close' } : {}) } : answer.headers
     if (!reply.sent) return reply.code(answer.status).headers(headers).send(answer.body)
     if (!reply.raw.headersSent) {
       reply.raw.writeHead(answer.status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
@@ -252,7 +259,7 @@ function bytesIn(req: IncomingMessage, o: RequestOutcome | null): number {
 /** Zero series for a configuration's routes and issuers, and which configuration is in force. */
 function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
   metrics.prime({
-    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected' })),
+    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected', rules: r.auth.kind === 'protected' ? r.auth.claimRules.map((x) => x.id) : [] })),
     issuers: [...config.issuers.keys()],
     redis: config.cache.redis !== undefined,
     hash: config.hash,

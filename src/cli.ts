@@ -10,8 +10,10 @@ commands:
   start --config FILE     run the gateway
   validate FILE [--json]  check a configuration file (exit 0 when valid, 1 when not); warnings are printed, exit 0
   routes FILE [--json]    print the compiled route table, in precedence order
-  explain FILE --method M --path P [--host H] [--token T | --scopes "a b"] [--json]
-                          which route matches, what it requires, and the decision (exit 0 allow, 1 deny)
+  explain FILE --method M --path P [--host H] [--token T | --scopes "a b" [--claims JSON]]
+               [--origin O [--request-method M]] [--json]
+                          which route matches, what it requires (scopes, step-up, claim rules, CORS),
+                          and the decision (exit 0 allow, 1 deny)
   hash-secret             read a client secret on stdin, print its hash for authorization_server.clients
   --version               print the version
 `
@@ -85,11 +87,33 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
         const { values, positionals } = parseArgs({
           args: rest,
           allowPositionals: true,
-          options: { method: { type: 'string', default: 'GET' }, path: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, scopes: { type: 'string' }, json: { type: 'boolean' } },
+          options: {
+            method: { type: 'string', default: 'GET' },
+            path: { type: 'string' },
+            host: { type: 'string' },
+            token: { type: 'string' },
+            scopes: { type: 'string' },
+            claims: { type: 'string' },
+            origin: { type: 'string' },
+            'request-method': { type: 'string' },
+            json: { type: 'boolean' },
+          },
         })
-        if (positionals.length !== 1 || !values.path || (values.token !== undefined && values.scopes !== undefined)) {
+        if (positionals.length !== 1 || !values.path || (values.token !== undefined && (values.scopes !== undefined || values.claims !== undefined))) {
           err.write(USAGE)
           return 2
+        }
+        let claims: Record<string, unknown> | undefined
+        if (values.claims !== undefined) {
+          try {
+            claims = JSON.parse(values.claims) as Record<string, unknown>
+          } catch {
+            claims = undefined
+          }
+          if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
+            err.write('--claims must be a JSON object ({"client_id":"x","acr":"urn:example:mfa"})\n')
+            return 2
+          }
         }
         const config = await loadCompiledConfig(positionals[0]!)
         const { explain } = await import('./tools/explain.js')
@@ -99,6 +123,9 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           host: values.host,
           token: values.token,
           scopes: values.scopes?.split(' ').filter(Boolean),
+          claims,
+          origin: values.origin,
+          requestMethod: values['request-method'],
         })
         out.write(values.json ? json(result) : result.lines.join('\n') + '\n')
         return result.decision === 'allow' ? 0 : 1

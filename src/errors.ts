@@ -33,8 +33,11 @@ export type ErrorCode =
   | 'key_unknown'
   | 'key_unusable'
   | 'claims_invalid'
+  | 'authentication_insufficient'
   // authenticated but not allowed (403)
   | 'scope_insufficient'
+  | 'claim_rule_failed'
+  | 'cors_refused'
   // nothing to send it to (404)
   | 'route_not_found'
   // something we depend on failed: never a reason to allow (5xx)
@@ -51,12 +54,18 @@ export interface GatewayErrorOptions {
   requiredScopes?: readonly string[]
   /** Seconds after which a retry may succeed (Retry-After). */
   retryAfter?: number
+  /** The id of the claim rule that failed (logs and metrics only, never the answer). */
+  rule?: string
+  /** What a new token must show, for the RFC 9470 challenge. */
+  stepUp?: { readonly acrValues: readonly string[]; readonly maxAge: number | undefined }
 }
 
 export class GatewayError extends Error {
   readonly code: ErrorCode
   readonly requiredScopes: readonly string[] | undefined
   readonly retryAfter: number | undefined
+  readonly rule: string | undefined
+  readonly stepUp: GatewayErrorOptions['stepUp']
 
   /**
    * @param detail a client-safe description. It must never contain a token,
@@ -68,6 +77,8 @@ export class GatewayError extends Error {
     this.code = code
     this.requiredScopes = options.requiredScopes
     this.retryAfter = options.retryAfter
+    this.rule = options.rule
+    this.stepUp = options.stepUp
   }
 }
 

@@ -12,6 +12,9 @@ import { canonicalTarget } from './pipeline/normalize/path.js'
 import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
 import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
 import { MultipartScanner, multipartBoundary } from './pipeline/body/multipart.js'
+import { corsHeaders, isPreflight, preflight, type CorsHeaders } from './pipeline/cors/cors.js'
+import { checkClaimRules } from './pipeline/policy/claim-rules.js'
+import { checkStepUp } from './pipeline/policy/step-up.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -31,6 +34,10 @@ export interface RequestOutcome {
   decision: 'allow' | 'deny' | undefined
   /** Why the request was refused or failed, when it was. */
   reason: string | undefined
+  /** The claim rule that refused it, when one did. */
+  rule: string | undefined
+  /** CORS headers every answer to this request carries (the route has CORS). */
+  cors: CorsHeaders | undefined
   /** The connection's byte count when the request began (its head already read). */
   readAt: number
 }
@@ -43,7 +50,8 @@ declare module 'fastify' {
 
 /**
  * The request pipeline, in order:
- * normalise → match → extract token → authenticate → authorize → headers → forward.
+ * normalise → match (a CORS preflight is answered here) → extract token →
+ * authenticate → step-up → scopes → claim rules → headers → forward.
  * Each stage is a module of its own under src/pipeline/; this is the only
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
@@ -59,10 +67,23 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
 
     const host = canonicalHost(request.hostname)
     const method = request.method
+    // A preflight is about the request it announces: the route that would serve that one answers it, if it has CORS.
+    if (isPreflight(method, request.headers)) {
+      const announced = config.router.match(request.headers['access-control-request-method'] as string, host, target.path)
+      const cors = announced?.route.cors
+      if (cors !== undefined) {
+        outcome.routeId = announced!.route.id
+        const headers = preflight(cors, request.headers.origin!, request.headers['access-control-request-method'] as string, request.headers['access-control-request-headers'])
+        outcome.decision = 'allow'
+        outcome.reason = 'cors_preflight'
+        return reply.code(204).headers(headers).send()
+      }
+    }
     const match = config.router.match(method, host, target.path)
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
     const route = match.route
     outcome.routeId = route.id
+    if (route.cors !== undefined) outcome.cors = corsHeaders(route.cors, request.headers.origin)
     // TRACE echoes the request (credentials included) back: only where a route names it.
     if (method === 'TRACE' && route.methods?.includes('TRACE') !== true) throw new GatewayError('method_not_allowed', 'TRACE is not allowed here')
     const override = route.methodOverride === 'ignore' ? undefined : requestedOverride(request.raw.rawHeaders, target.query)
@@ -86,8 +107,10 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       const authenticated = await authenticate(token, route.auth.tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
+      if (route.auth.stepUp !== undefined) checkStepUp(principal, route.auth.stepUp, (authn.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)
       authorize(principal, route.auth.scopes, method)
       if (override !== undefined) authorize(principal, route.auth.scopes, override)
+      if (route.auth.claimRules.length > 0) checkClaimRules(principal, route.auth.claimRules, match.params, config.server.caseInsensitivePaths)
       outcome.auth = { method: authenticated.method, cache: authenticated.cache, seconds: (performance.now() - started) / 1000 }
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization

@@ -25,6 +25,11 @@ import { generateSigningKey, loadSigningKey, type SigningKey } from '../authoriz
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
 import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './limits.js'
+import { claimNamesRead, compileClaimRules, compileStepUp, STEP_UP_CLAIMS } from './route-policy.js'
+import { compileCors } from './cors.js'
+import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
+import type { StepUp } from '../pipeline/policy/step-up.js'
+import type { CorsPolicy } from '../pipeline/cors/cors.js'
 import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig, type ValidationMode } from './schema.js'
 
 export type CompiledUpstream = Target
@@ -36,6 +41,10 @@ export type RouteAuth =
       readonly tokens: TokenPolicy
       readonly scopes: RouteScopes
       readonly forwardAuthorization: boolean
+      /** Conditions on claims, checked after scopes (empty: none). */
+      readonly claimRules: readonly ClaimRule[]
+      /** How and when the user must have authenticated (RFC 9470), when the route says. */
+      readonly stepUp: StepUp | undefined
     }
 
 export interface CompiledRoute extends RouteSpec {
@@ -46,6 +55,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly maxBodyBytes: number
   /** How method overrides are treated: see pipeline/method/override.ts. */
   readonly methodOverride: OverridePolicy
+  /** The route's CORS policy (its own or the global one), when it has one. */
+  readonly cors: CorsPolicy | undefined
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
@@ -161,7 +172,13 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const report = (path: FieldPath, message: string, atKey = false) => issues.push(locator.issue(path, message, { atKey }))
   const baseDir = dirname(resolve(locator.file))
 
-  const keepClaims = Object.keys(config.identity_headers?.claims ?? {})
+  // Cached principals keep only the claims something reads: identity headers, claim rules, step-up.
+  const keepClaims = [
+    ...new Set([
+      ...Object.keys(config.identity_headers?.claims ?? {}),
+      ...config.routes.flatMap((r) => (r.auth === 'public' ? [] : [...claimNamesRead(r.auth.claims), ...(r.auth.step_up ? STEP_UP_CLAIMS : [])])),
+    ]),
+  ]
   const issuers = await compileIssuers(config, baseDir, report, options, keepClaims)
   // Issuers that are declared but broken are reported once, not again at every route using them.
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
@@ -197,6 +214,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const notices: string[] = []
   const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices)
 
+  const globalCors = config.cors ? compileCors(config.cors, null, ['cors'], report, true) : undefined
   const routes: CompiledRoute[] = []
   const routeIds = new Map<string, number>()
   config.routes.forEach((r, i) => {
@@ -271,8 +289,11 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
           report(at('auth', 'method_scopes', method), `${method} is not among this route's methods`, true)
         }
       }
+      const claimRules = compileClaimRules(r.auth.claims, pattern, at('auth', 'claims'), report) ?? []
       auth = {
         kind: 'protected',
+        claimRules,
+        stepUp: compileStepUp(r.auth.step_up),
         tokens: {
           byIss,
           opaque: opaque[0] as IntrospectingIssuer | undefined,
@@ -283,6 +304,12 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }
     }
+    // The global policy is checked once (below); here it is only narrowed to the route's methods.
+    const cors = r.cors
+      ? compileCors(r.cors, r.match.methods ?? null, at('cors'), report)
+      : r.cors === undefined && config.cors && globalCors
+        ? compileCors(config.cors, r.match.methods ?? null, ['cors'], report, true)
+        : undefined
     routes.push({
       id: r.id,
       methods: r.match.methods ?? null,
@@ -293,6 +320,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       auth,
       maxBodyBytes: r.max_body_bytes ?? limits.maxBodyBytes,
       methodOverride: r.method_override ?? 'refuse',
+      cors,
     })
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
@@ -392,6 +420,15 @@ function configWarnings(config: Config, routes: readonly CompiledRoute[], at: (p
       out.push(at(['routes', i, 'match', 'path'], 'a public route for every path: any path no other route serves (and every method a route does not name) is open without a token'))
     }
     if (RESERVED_ROUTE_IDS.has(r.id.toLowerCase())) out.push(at(['routes', i, 'id'], `"${r.id}" reads as a reserved word in metrics and logs (route "none" means no route matched); choose another id`))
+    // Step-up asks how a user logged in; the built-in server issues client-credentials tokens, which never say.
+    const builtIn = config.authorization_server?.issuer
+    if (r.auth !== 'public' && r.auth.step_up && r.auth.issuers.every((id) => (config.issuers ?? []).find((x) => x.id === id)?.issuer === builtIn)) {
+      out.push(at(['routes', i, 'auth', 'step_up'], 'step-up needs tokens issued for users (with acr and auth_time); this route trusts only the built-in authorization server, whose client-credentials tokens never carry them, so every request is refused'))
+    }
+    // With CORS the gateway answers preflights itself: a public route for OPTIONS only opens OPTIONS to anyone, for nothing.
+    if (r.auth === 'public' && r.match.methods?.length === 1 && r.match.methods[0] === 'OPTIONS' && route && routes.some((o) => o !== route && o.cors !== undefined && patternsOverlap(o.pattern, route.pattern))) {
+      out.push(at(['routes', i, 'match', 'methods'], 'a public route for OPTIONS alone beside routes with CORS: the gateway answers their preflights itself; this route only forwards other OPTIONS requests without a token'))
+    }
   })
   const usedUpstreams = new Set(config.routes.map((r) => r.upstream))
   for (const id of Object.keys(config.upstreams)) if (!usedUpstreams.has(id)) out.push(at(['upstreams', id], `upstream "${id}" is used by no route`))
@@ -472,7 +509,7 @@ function builtinRoutes(config: Config, routes: CompiledRoute[], as: Authorizatio
       report(id.startsWith('@as') ? ['authorization_server', 'issuer'] : ['protected_resource', 'resource'], `its path cannot be served (${err.message})`)
       return
     }
-    routes.push({ id, methods, host: null, pattern, upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse' })
+    routes.push({ id, methods, host: null, pattern, upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse', cors: undefined })
   }
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))

@@ -1,5 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { CorsSchema, RouteCorsSchema } from './cors.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
+import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -126,6 +128,8 @@ const ProtectedAuth = Type.Object(
     ),
     forward_authorization: Type.Optional(Type.Boolean({ description: 'forward the Authorization header to the upstream (default false)' })),
     validation: Type.Optional(Validation),
+    claims: Type.Optional(ClaimRulesSchema),
+    step_up: Type.Optional(StepUpSchema),
   },
   { ...strict, description: 'a protected route: which issuers are trusted and which scopes are required' },
 )
@@ -166,6 +170,7 @@ const Route = Type.Object(
           'X-HTTP-Method-Override (and its variants) or _method in the query or form body: "refuse" (400, the default, on routes whose rules depend on the method) or "allow" (the request is authorized as both its method and the override, which must both be served by this route)',
       }),
     ),
+    cors: Type.Optional(RouteCorsSchema),
   },
   { ...strict, description: 'a route rule' },
 )
@@ -431,6 +436,7 @@ export const ConfigSchema = Type.Object(
         { ...strict, description: 'token result caches' },
       ),
     ),
+    cors: Type.Optional(CorsSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

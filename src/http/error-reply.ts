@@ -1,6 +1,6 @@
 import { GatewayError, type ErrorCode } from '../errors.js'
 
-type OAuthError = 'invalid_request' | 'invalid_token' | 'insufficient_scope'
+type OAuthError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication'
 
 interface Mapping {
   readonly status: number
@@ -38,7 +38,10 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   key_unknown: { status: 401, oauth: 'invalid_token' },
   key_unusable: { status: 401, oauth: 'invalid_token' },
   claims_invalid: { status: 401, oauth: 'invalid_token' },
+  authentication_insufficient: { status: 401, oauth: 'insufficient_user_authentication' },
   scope_insufficient: { status: 403, oauth: 'insufficient_scope' },
+  claim_rule_failed: { status: 403, error: 'access_denied' },
+  cors_refused: { status: 403, error: 'cors_refused' },
   route_not_found: { status: 404, error: 'not_found' },
   dependency_unavailable: { status: 503, error: 'temporarily_unavailable' },
   upstream_unavailable: { status: 502, error: 'bad_gateway' },
@@ -84,13 +87,17 @@ export function errorReply(err: GatewayError, challenge: ChallengeContext, reque
   const description = status >= 500 ? PUBLIC_5XX[status]! : err.message
   const headers: Record<string, string> = { 'cache-control': 'no-store' }
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter)
-  if (status === 401 || status === 403 || (status === 400 && mapping.oauth)) {
+  if (status === 401 || (status === 403 && err.code !== 'cors_refused') || (status === 400 && mapping.oauth)) {
     const params = [`realm=${quote(challenge.realm)}`]
     if (mapping.oauth) {
       params.push(`error=${quote(mapping.oauth)}`, `error_description=${quote(description)}`)
     }
     if (mapping.oauth === 'insufficient_scope' && err.requiredScopes && err.requiredScopes.length > 0) {
       params.push(`scope=${quote(err.requiredScopes.join(' '))}`)
+    }
+    if (mapping.oauth === 'insufficient_user_authentication' && err.stepUp) {
+      if (err.stepUp.acrValues.length > 0) params.push(`acr_values=${quote(err.stepUp.acrValues.join(' '))}`)
+      if (err.stepUp.maxAge !== undefined) params.push(`max_age=${err.stepUp.maxAge}`)
     }
     if (challenge.resourceMetadata) params.push(`resource_metadata=${quote(challenge.resourceMetadata)}`)
     headers['www-authenticate'] = 'Bearer ' + params.join(', ')

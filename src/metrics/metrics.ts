@@ -37,6 +37,7 @@ export class Metrics implements Observer {
   readonly authDuration: HistogramSeries
   readonly upstreamDuration: HistogramSeries
   readonly introspections: CounterSeries
+  readonly claimRuleDenials: CounterSeries
   readonly cacheLookups: CounterSeries
   readonly cacheIntegrityFailures: CounterSeries
   readonly jwksFetches: CounterSeries
@@ -84,6 +85,12 @@ export class Metrics implements Observer {
       'Time from forwarding a request to the end of the upstream response, by route and upstream.',
       ['route', 'upstream'],
       UPSTREAM_BUCKETS,
+      this.registry,
+    )
+    this.claimRuleDenials = new CounterSeries(
+      'gateway_claim_rule_denials_total',
+      'Requests refused by a claim rule (403 claim_rule_failed), by route and rule id.',
+      ['route', 'rule'],
       this.registry,
     )
     this.introspections = new CounterSeries(
@@ -142,7 +149,7 @@ export class Metrics implements Observer {
    * work from the start), for the routes and issuers of a configuration; called
    * at start and on every reload. Also records which configuration is in force.
    */
-  prime(config: { routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean }>; issuers: readonly string[]; redis: boolean; hash: string }): void {
+  prime(config: { routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[] }>; issuers: readonly string[]; redis: boolean; hash: string }): void {
     for (const route of config.routes) {
       if (route.id.startsWith('@')) continue
       for (const m of route.methods ?? ['GET']) {
@@ -153,6 +160,7 @@ export class Metrics implements Observer {
       this.decisions.inc([route.id, 'allow', 'ok'], 0)
       if (route.protected) for (const reason of ['token_missing', 'scope_insufficient', 'dependency_unavailable']) this.decisions.inc([route.id, 'deny', reason], 0)
       this.decisions.inc([route.id, 'deny', 'upstream_unavailable'], 0)
+      for (const rule of route.rules) this.claimRuleDenials.inc([route.id, rule], 0)
     }
     for (const issuer of config.issuers) {
       for (const o of ['success', 'failure'] as const) this.jwksFetches.inc([issuer, o], 0)
@@ -177,6 +185,10 @@ export class Metrics implements Observer {
 
   decision(route: string | undefined, result: 'allow' | 'deny', reason: string): void {
     this.decisions.inc([route ?? 'none', result, reason])
+  }
+
+  claimRuleDenied(route: string, rule: string): void {
+    this.claimRuleDenials.inc([route, rule])
   }
 
   auth(method: string, cache: string, seconds: number): void {
@@ -224,6 +236,7 @@ export const METRIC_NAMES = [
   'gateway_auth_decisions_total',
   'gateway_auth_duration_seconds',
   'gateway_upstream_duration_seconds',
+  'gateway_claim_rule_denials_total',
   'gateway_introspection_requests_total',
   'gateway_token_cache_lookups_total',
   'gateway_token_cache_integrity_failures_total',

@@ -43,7 +43,12 @@ export function describeAuth(route: CompiledRoute): string {
   if (route.auth.kind === 'public') return 'public'
   const issuers = [...route.auth.tokens.byIss.values()].map((e) => `${e.issuer.id}(${e.mode})`).join(',')
   const extra = [...route.auth.scopes.byMethod].map(([m, r]) => `; ${m}: ${describeRule(r)}`).join('')
-  return `${issuers}: ${describeRule(route.auth.scopes.all)}${extra}`
+  const stepUp = route.auth.stepUp
+  const policy = [
+    ...(stepUp ? [`step-up ${[stepUp.acrValues.length ? `acr ${stepUp.acrValues.join('|')}` : '', stepUp.maxAgeSeconds !== undefined ? `max_age ${stepUp.maxAgeSeconds}s` : ''].filter(Boolean).join(' ')}`] : []),
+    ...(route.auth.claimRules.length ? [`claims ${route.auth.claimRules.map((r) => r.id).join(',')}`] : []),
+  ]
+  return `${issuers}: ${describeRule(route.auth.scopes.all)}${extra}${policy.map((p) => `; ${p}`).join('')}`
 }
 
 function target(route: CompiledRoute): string {

@@ -61,6 +61,34 @@ const STEPS: Record<string, (url: string) => Promise<void>> = {
     expect((await send(url, { method: 'POST', path: '/legacy/1', headers: [bearer(writer), ['Content-Type', 'application/octet-stream'], ['Transfer-Encoding', 'chunked']], body: Buffer.alloc(70_000) })).status).toBe(413)
     expect((await send(url, { path: '/health' })).status).toBe(200)
   },
+  'route-policy.yaml': async (url) => {
+    const token = await demoToken(url)
+    // Claim rule: the token's client_id must be the :tenant segment.
+    expect((await send(url, { path: '/tenants/demo-client/x', headers: [bearer(token)] })).status).toBe(200)
+    const other = await send(url, { path: '/tenants/other/x', headers: [bearer(token)] })
+    expect(other.status).toBe(403)
+    expect(other.json()).toMatchObject({ error: 'access_denied' })
+    expect(other.body).not.toContain('own-tenant')
+    // Step-up: a client-credentials token never shows an MFA login.
+    const admin = await send(url, { path: '/admin/x', headers: [bearer(token)] })
+    expect(admin.status).toBe(401)
+    expect(admin.headers['www-authenticate']).toMatch(/error="insufficient_user_authentication".*acr_values="urn:example:mfa", max_age=600/)
+    // CORS: the preflight is answered without a token; the call itself needs one.
+    const origin: [string, string] = ['Origin', 'https://app.example']
+    const pre = await send(url, { method: 'OPTIONS', path: '/orders/1', headers: [origin, ['Access-Control-Request-Method', 'GET'], ['Access-Control-Request-Headers', 'authorization']] })
+    expect(pre.status).toBe(204)
+    expect(pre.headers['access-control-allow-origin']).toBe('https://app.example')
+    expect(pre.headers['access-control-allow-headers']).toContain('Authorization')
+    const call = await send(url, { path: '/orders/1', headers: [origin, bearer(token)] })
+    expect(call.status).toBe(200)
+    expect(call.headers['access-control-allow-origin']).toBe('https://app.example')
+    const noToken = await send(url, { path: '/orders/1', headers: [origin] })
+    expect(noToken.status).toBe(401)
+    expect(noToken.headers['access-control-allow-origin']).toBe('https://app.example')
+    const evil = await send(url, { method: 'OPTIONS', path: '/orders/1', headers: [['Origin', 'https://evil.example'], ['Access-Control-Request-Method', 'GET']] })
+    expect(evil.status).toBe(403)
+    expect(evil.headers['access-control-allow-origin']).toBeUndefined()
+  },
 }
 
 describe('config/examples', () => {

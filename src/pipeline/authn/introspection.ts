@@ -90,7 +90,8 @@ export class IntrospectionClient implements TokenKeyed {
     readonly issuer: string,
     readonly settings: IntrospectionSettings,
   ) {
-    this.scope = `${issuerId}\u0000${issuer}\u0000${typeof settings.endpoint === 'string' ? settings.endpoint : 'discovered'}`
+    // The claims kept are part of the scope: a reload that keeps more never reads records made without them.
+    this.scope = `${issuerId}\u0000${issuer}\u0000${typeof settings.endpoint === 'string' ? settings.endpoint : 'discovered'}\u0000${[...settings.keepClaims].sort().join(',')}`
   }
 
   cacheKey(token: string): string {

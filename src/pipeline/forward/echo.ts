@@ -8,6 +8,8 @@ import { rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/hea
  */
 export function echo(request: FastifyRequest, reply: FastifyReply, path: string, query: string, headers: OutgoingHeaderContext): FastifyReply {
   const outgoing = { host: request.host, ...rewriteRequestHeaders(request.headers, headers) }
+  const cors = request.outcome?.cors
+  if (cors !== undefined) reply.headers(cors)
   return reply
     .header('cache-control', 'no-store')
     .send({ method: request.method, path, query: query.startsWith('?') ? query.slice(1) : query, headers: outgoing })

@@ -40,14 +40,24 @@ export function upstreamError(error: Error & { code?: string }): GatewayError {
   return new GatewayError('upstream_failed', 'the upstream request failed', { cause: error })
 }
 
-/** The upstream's response headers for the client: hop-by-hop ones dropped (and any its Connection names). */
-export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string): Record<string, string | string[]> {
+/**
+ * The upstream's response headers for the client: hop-by-hop ones dropped
+ * (and any its Connection names). On a route whose CORS the gateway answers,
+ * the upstream's own Access-Control-* headers are dropped too and the
+ * gateway's set (its Vary joined to the upstream's).
+ */
+export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string, cors?: Readonly<Record<string, string>>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   const named = connectionNamed(upstream.connection)
   for (const key in upstream) {
     const value = upstream[key]
     if (value === undefined || HOP_BY_HOP.has(key) || named?.includes(key)) continue
+    if (cors !== undefined && key.startsWith('access-control-')) continue
     out[key] = value
+  }
+  if (cors !== undefined) {
+    for (const key in cors) out[key] = cors[key]!
+    if (upstream.vary !== undefined) out.vary = `${upstream.vary}, ${cors.vary}`
   }
   out['x-request-id'] = requestId
   return out
@@ -215,7 +225,7 @@ export class Forwarder {
       onResponseStart(_c, statusCode, upstreamHeaders) {
         if (statusCode < 200) return // 1xx: the client gets the final answer only
         started = true
-        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id))
+        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors))
       },
       onResponseData(c, chunk) {
         sent += chunk.length
