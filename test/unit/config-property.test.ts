@@ -25,14 +25,48 @@ const duration = fc.tuple(fc.oneof(fc.constant(0), fc.nat(100), fc.nat(), fc.con
 const header = fc.oneof(fc.constantFrom('X-Client-Id', 'X-Forwarded-For', 'Host', 'x_client_id', 'Content-Type', 'X-Scopes'), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9-]{0,20}$/))
 const maybe = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined, freq: 2 })
 
+const scalar = fc.oneof(fc.string({ maxLength: 8 }), fc.integer(), fc.boolean())
+const claimPath = fc.oneof(fc.constantFrom('client_id', 'realm_access.roles', '"https://corp/tenant"', 'a..b', '"unclosed', '.x', 'x.', '""', 'a."b.c".d'), fc.string({ maxLength: 12 }))
+const regex = fc.oneof(fc.constantFrom('[a-z]+', '(a+)+', '(a|a)*', '(?=x)y', '(a)\\1', '(', 'a{2,3}', '((ab)*c)+', '[(]+', '\\d+@x\\.y', '(?<n>a)\\k<n>'), fc.string({ maxLength: 12 }))
+const { rule } = fc.letrec<{ rule: Record<string, unknown> }>((tie) => ({
+  rule: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.record({ claim: claimPath, equals: scalar }),
+    fc.record({ claim: claimPath, one_of: fc.array(scalar, { minLength: 1, maxLength: 3 }) }),
+    fc.record({ claim: claimPath, contains: scalar }),
+    fc.record({ claim: claimPath, exists: fc.boolean() }),
+    fc.record({ claim: claimPath, matches: regex }),
+    fc.record({ claim: claimPath, matches_path_param: fc.constantFrom('id', 'tenant', 'x_1') }),
+    fc.record({ matches_path_param: fc.constant('id') }),
+    fc.record({ claim: claimPath, equals: scalar, exists: fc.boolean() }),
+    fc.record({ all_of: fc.array(tie('rule'), { minLength: 1, maxLength: 3 }) }),
+    fc.record({ any_of: fc.array(tie('rule'), { minLength: 1, maxLength: 3 }) }),
+    fc.record({ not: tie('rule') }),
+    fc.record({ not: tie('rule'), claim: claimPath }),
+    fc.record({ id: fc.constantFrom('a', 'b', 'a'), all_of: fc.array(tie('rule'), { minLength: 1, maxLength: 2 }) }),
+  ),
+}))
+const origin = fc.oneof(fc.constantFrom('https://app.example', '*', 'https://*.example.com', 'null', 'https://a.example/', 'http://[::1]:3000', 'https://*.com', 'ftp://x', 'https://a.example:99999'), fc.webUrl(), fc.string({ maxLength: 15 }))
+const corsArb = fc.record({
+  allowed_origins: fc.uniqueArray(origin, { minLength: 1, maxLength: 3 }),
+  allowed_methods: maybe(fc.uniqueArray(fc.constantFrom('GET', 'POST', 'DELETE', 'PROPFIND'), { minLength: 1 })),
+  allowed_headers: maybe(fc.uniqueArray(fc.constantFrom('Authorization', 'Content-Type', 'X-A'), { maxLength: 3 })),
+  max_age: maybe(mostly('10m', duration)),
+  allow_credentials: maybe(fc.boolean()),
+}).map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)))
+
 const configArb = fc.record({
+  claims: maybe(fc.array(rule, { minLength: 1, maxLength: 3 })),
+  stepUp: maybe(fc.record({ acr_values: maybe(fc.uniqueArray(fc.constantFrom('urn:a', 'urn:b'), { minLength: 1 })), max_age: maybe(mostly('10m', duration)) }).map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)))),
+  cors: maybe(corsArb),
+  routeCors: maybe(fc.oneof(corsArb, fc.constant(false))),
   listen: maybe(fc.constantFrom('127.0.0.1:0', '0.0.0.0:99999', '[::]:8080', 'localhost:65536')),
   trust: maybe(fc.array(fc.constantFrom('10.0.0.0/8', 'loopback', '10.0.0.0/8', 'loopback', '::1', '10.0.0.0/33', 'x', '1.2.3.4/8/9', '::/0'), { minLength: 1, maxLength: 3 })),
   upstreamUrl: mostly('http://127.0.0.1:9/v1', hostileUrl),
   upstreamTimeout: maybe(mostly('5s', duration)),
   maxConnections: maybe(fc.integer({ min: 1, max: 70_000 })),
   queueTimeout: maybe(mostly('1s', duration)),
-  path: mostly('/orders/*', hostilePath),
+  path: mostly('/orders/:id/*', hostilePath),
   stripPrefix: maybe(mostly('/orders', hostilePath)),
   host: maybe(fc.constantFrom('api.example.com', '*.example.com', 'A.B')),
   methods: maybe(fc.uniqueArray(fc.constantFrom('GET', 'HEAD', 'POST', 'DELETE', 'TRACE', 'PROPFIND'), { minLength: 1 })),
@@ -75,7 +109,14 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
         match: { path: c.path, ...(c.host ? { host: c.host } : {}), ...(c.methods ? { methods: c.methods } : {}) },
         upstream: 'up',
         ...(c.stripPrefix ? { strip_prefix: c.stripPrefix } : {}),
-        auth: { issuers: ['i'], scopes: 'none', ...(c.methodScopes ? { method_scopes: { [c.methodScopes]: { all_of: ['w'] } } } : {}) },
+        auth: {
+          issuers: ['i'],
+          scopes: 'none',
+          ...(c.methodScopes ? { method_scopes: { [c.methodScopes]: { all_of: ['w'] } } } : {}),
+          ...(c.claims ? { claims: c.claims } : {}),
+          ...(c.stepUp ? { step_up: c.stepUp } : {}),
+        },
+        ...(c.routeCors !== undefined ? { cors: c.routeCors } : {}),
       },
       { id: 'p', match: { path: '/public/*' }, upstream: 'echo', auth: 'public' },
     ],
@@ -83,6 +124,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
     ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),
     ...(c.identity || c.strip ? { identity_headers: { ...(c.identity ? { client_id: c.identity } : {}), ...(c.strip ? { strip_request_headers: c.strip } : {}) } } : {}),
     ...(c.limits ? { limits: c.limits } : {}),
+    ...(c.cors ? { cors: c.cors } : {}),
   }
   return stringify(doc)
 }
@@ -113,7 +155,7 @@ describe('the compiler on hostile but parseable configurations', () => {
           refused++
         }
       }),
-      { numRuns: 400 },
+      { numRuns: 600 },
     )
     // The generator reaches both outcomes.
     expect(compiled).toBeGreaterThan(0)
