@@ -174,7 +174,9 @@ async function main(): Promise<void> {
       .setIssuedAt()
       .setExpirationTime('2h')
       .sign(keys[alg].privateKey)
-  const tokens = { RS256: await sign('RS256'), ES256: await sign('ES256') }
+  // Claims the claim-rule route reads (the plain JWT route carries them too: the same token on both).
+  const ruled = { realm_access: { roles: ['staff', 'dev'] }, email_verified: true }
+  const tokens = { RS256: await sign('RS256', ruled), ES256: await sign('ES256', ruled) }
   const opaque = 'bench-opaque-token-0123456789'
 
   // Introspection endpoint (hit once: the cache is warm while measuring).
@@ -229,6 +231,16 @@ issuers:
 routes:
   - { id: public, match: { path: /public }, upstream: up, auth: public }
   - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
+  - id: rules
+    match: { path: "/rules/:tenant" }
+    upstream: up
+    auth:
+      issuers: [jwt]
+      scopes: { all_of: [read] }
+      claims:
+        - { claim: client_id, matches_path_param: tenant }
+        - { claim: realm_access.roles, contains: staff }
+        - { claim: email_verified, equals: true }
   - { id: opaque, match: { path: /opaque }, upstream: up, auth: { issuers: [opaque], scopes: { all_of: [read] } } }
 `,
     )
@@ -245,6 +257,7 @@ routes:
       { name: 'gateway-public', path: '/public', headers: {} },
       { name: 'gateway-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
       { name: 'gateway-jwt-ES256', path: '/jwt', headers: bearer(tokens.ES256) },
+      { name: 'gateway-jwt-rules-RS256', path: '/rules/bench', headers: bearer(tokens.RS256) },
       { name: 'gateway-introspection', path: '/opaque', headers: bearer(opaque) },
     ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
     for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
@@ -395,6 +408,7 @@ end
     { ...compare('JWT route / do-it-yourself (RS256)', 'gateway-jwt-RS256', 'diy-RS256'), goal: 2 },
     { ...compare('JWT route / do-it-yourself (ES256)', 'gateway-jwt-ES256', 'diy-ES256'), goal: 2 },
     { ...compare('introspection (warm) / JWT route (RS256)', 'gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
+    { ...compare('JWT route + 3 claim rules / JWT route (RS256)', 'gateway-jwt-rules-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -426,6 +440,7 @@ end
       ['public route vs fastify + @fastify/http-proxy', per('gateway-public', 'fastify-http-proxy')],
       ['JWT route (RS256) vs own public route', per('gateway-jwt-RS256', 'gateway-public')],
       ['introspection (warm) vs JWT route (RS256)', per('gateway-introspection', 'gateway-jwt-RS256')],
+      ['JWT route + 3 claim rules vs JWT route (RS256)', per('gateway-jwt-rules-RS256', 'gateway-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
