@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { serialisedOrigin, type CorsPolicy } from '../pipeline/cors/cors.js'
 import { parseDuration } from './duration.js'
-import type { FieldPath } from './load.js'
+import type { FieldPath } from './errors.js'
 
 /**
  * The `cors` section (global) and a route's `cors` (its own policy, or false

@@ -1,3 +1,6 @@
+/** Where a field is in the configuration: keys and indexes from the root. */
+export type FieldPath = ReadonlyArray<string | number>
+
 /** One problem in a configuration file, located for a human. */
 export interface ConfigIssue {
   readonly file: string

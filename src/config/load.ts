@@ -4,7 +4,8 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type
 import { ConfigError, type ConfigIssue } from './errors.js'
 import { ConfigSchema, type Config } from './schema.js'
 
-export type FieldPath = ReadonlyArray<string | number>
+export type { FieldPath } from './errors.js'
+import type { FieldPath } from './errors.js'
 
 /** Turns a field path of the parsed file into a located issue. */
 export interface Locator {

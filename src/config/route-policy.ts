@@ -4,7 +4,7 @@ import { anchoredPattern, claimOperators, refusePattern, type ClaimCheck, type C
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { Pattern } from '../pipeline/match/pattern.js'
 import { parseDuration } from './duration.js'
-import type { FieldPath } from './load.js'
+import type { FieldPath } from './errors.js'
 
 /**
  * Route policy beyond scopes, under a protected route's `auth`: claim rules
