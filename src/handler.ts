@@ -5,7 +5,7 @@ import { authenticate, type AuthnContext } from './pipeline/authn/authenticate.j
 import type { Principal } from './pipeline/authn/principal.js'
 import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer, hasAccessTokenParam } from './pipeline/extract/bearer.js'
-import { deliver, readWhole, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
+import { deliver, readWhole, sentPath, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
 import { canonicalHost, isHostValue, originForm, refuseUpgrade } from './pipeline/normalize/host.js'
 import { canonicalTarget } from './pipeline/normalize/path.js'
@@ -145,6 +145,12 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       'x-request-id': request.id,
     }
     if (override !== undefined) set['x-http-method-override'] = override
+    const assertion = route.upstream.kind === 'builtin' ? undefined : route.upstream.assertion
+    if (assertion !== undefined && principal !== undefined) {
+      const binding = assertion.bindRequest ? { method, path: sentPath(route, target.path), query: target.query } : undefined
+      const value = assertion.signer.assertion(principal, assertion.audience, binding)
+      set[assertion.header] = assertion.header === 'authorization' ? `Bearer ${value}` : value
+    }
     // An HTTP/1.0 request may come without Host: then there is none to pass on.
     // A trusted proxy's X-Forwarded-Host, when it names a host; else the request's own.
     const givenHost = isHostValue(request.host) ? request.host : request.raw.headers.host

@@ -5,7 +5,9 @@ import { readiness } from './readiness.js'
 /**
  * The admin listener's app (its own port, 127.0.0.1 by default):
  * `/healthz` (the process answers), `/readyz` (it can serve: 200 when ready
- * or degraded, 503 when not ready or draining), `/metrics` (Prometheus).
+ * or degraded, 503 when not ready or draining), `/metrics` (Prometheus), and
+ * `/.well-known/gateway-jwks.json` (the keys of identity assertions, when
+ * configured: services verify assertions with it).
  */
 export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogger; isDraining?: () => boolean } = {}): FastifyInstance {
   // Probes and scrapes come every few seconds: they are not logged.
@@ -16,6 +18,12 @@ export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogg
     const draining = options.isDraining?.() ?? false
     const status = draining ? 'not_ready' : state.status
     return reply.code(status === 'not_ready' ? 503 : 200).send({ ...state, status, draining })
+  })
+  admin.get('/.well-known/gateway-jwks.json', async (_request, reply) => {
+    const keys = gateway.current.assertionKeys
+    if (keys === undefined) return reply.code(404).send({ error: 'not_found', error_description: 'identity assertions are not configured' })
+    // Short-lived in caches: a key added for rotation reaches services within a minute.
+    return reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(keys)
   })
   admin.get('/metrics', async (_request, reply) => {
     const text = await gateway.metrics.registry.metrics()

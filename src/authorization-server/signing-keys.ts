@@ -36,7 +36,7 @@ export async function loadSigningKey(path: string, kid: string, alg?: SigningAlg
 }
 
 /** A key for development setups that configure none; it lives as long as the process. */
-export function generateSigningKey(): SigningKey {
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+export function generateSigningKey(type: 'p256' | 'ed25519' = 'p256'): SigningKey {
+  const { privateKey } = type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' })
   return signingKey(privateKey, `dev-${Date.now().toString(36)}`)
 }

@@ -27,6 +27,7 @@ import type { FieldPath, ParsedConfig } from './load.js'
 import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './limits.js'
 import { claimNamesRead, compileClaimRules, compileStepUp, STEP_UP_CLAIMS } from './route-policy.js'
 import { compileCors } from './cors.js'
+import { assertionClaimNames, compileAssertionSigner, compileUpstreamAssertion } from './assertion.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
@@ -102,6 +103,8 @@ export interface CompiledConfig {
   readonly headers: HeaderPolicy
   /** The built-in authorization server, when configured. */
   readonly authorizationServer: AuthorizationServer | undefined
+  /** The identity assertion keys the admin listener publishes, when assertions are configured. */
+  readonly assertionKeys: { readonly keys: readonly JWK[] } | undefined
   /** RFC 9728 metadata URL named in 401 challenges, when configured. */
   readonly resourceMetadata: string | undefined
   /** Things the operator should know (a generated development key…), for the log. */
@@ -177,20 +180,27 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     ...new Set([
       ...Object.keys(config.identity_headers?.claims ?? {}),
       ...config.routes.flatMap((r) => (r.auth === 'public' ? [] : [...claimNamesRead(r.auth.claims), ...(r.auth.step_up ? STEP_UP_CLAIMS : [])])),
+      ...assertionClaimNames(config.identity_assertion),
     ]),
   ]
   const issuers = await compileIssuers(config, baseDir, report, options, keepClaims)
   // Issuers that are declared but broken are reported once, not again at every route using them.
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
+  const notices: string[] = []
+  const signer = await compileAssertionSigner(config.identity_assertion, baseDir, report, notices)
+  if (config.identity_assertion && !config.identity_assertion.keys && (config.server?.workers ?? 1) !== 1) {
+    report(['identity_assertion'], 'with several workers, assertion keys must come from files: each process would generate a key of its own, and the JWKS would publish one of them')
+  }
   const limits = compileLimits(config.limits, report)
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
   const foldCase = (p: string) => (caseInsensitive ? foldPathCase(p) : p)
   const upstreams = new Map<string, CompiledUpstream>()
   const brokenUpstreams = new Set<string>()
   for (const [id, u] of Object.entries(config.upstreams)) {
+    const assertion = compileUpstreamAssertion(u.assertion, id, signer, config.identity_assertion !== undefined, report)
     if ('echo' in u) {
-      upstreams.set(id, { kind: 'echo', id })
+      upstreams.set(id, { kind: 'echo', id, assertion })
       continue
     }
     const url = parseUrl(u.url, ['upstreams', id, 'url'], report)
@@ -209,9 +219,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
       preserveHost: u.preserve_host ?? false,
       limits: compileUpstreamLimits(u, limits.upstream, ['upstreams', id], report),
+      assertion,
     })
   }
-  const notices: string[] = []
   const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices)
 
   const globalCors = config.cors ? compileCors(config.cors, null, ['cors'], report, true) : undefined
@@ -304,6 +314,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
         forwardAuthorization: r.auth.forward_authorization ?? false,
       }
     }
+    if (auth.kind === 'protected' && auth.forwardAuthorization && upstream.kind !== 'builtin' && upstream.assertion?.header === 'authorization') {
+      report(at('auth', 'forward_authorization'), `upstream "${upstream.id}" gets the identity assertion in Authorization, in place of the client's token`)
+    }
     // The global policy is checked once (below); here it is only narrowed to the route's methods.
     const cors = r.cors
       ? compileCors(r.cors, r.match.methods ?? null, at('cors'), report)
@@ -372,6 +385,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     issuers,
     headers,
     authorizationServer,
+    assertionKeys: signer?.jwks(),
     resourceMetadata,
     notices,
     warnings,
@@ -778,5 +792,7 @@ function compileHeaders(config: Config, report: (path: FieldPath, message: strin
   check(['identity_headers', 'scopes'], names.scopes)
   check(['identity_headers', 'issuer'], names.issuer)
   for (const [claim, header] of names.claims) check(['identity_headers', 'claims', claim], header)
-  return buildHeaderPolicy(names, h.strip_request_headers ?? [])
+  // A header carrying identity assertions never reaches an upstream as a client sent it, on any route.
+  const assertionHeaders = Object.values(config.upstreams).flatMap((u) => (typeof u.assertion === 'object' && u.assertion.header && u.assertion.header.toLowerCase() !== 'authorization' ? [u.assertion.header] : []))
+  return buildHeaderPolicy(names, [...(h.strip_request_headers ?? []), ...assertionHeaders])
 }

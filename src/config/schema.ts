@@ -1,4 +1,5 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { IdentityAssertionSchema, UpstreamAssertionSchema } from './assertion.js'
 import { CorsSchema, RouteCorsSchema } from './cors.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
@@ -255,13 +256,17 @@ const HttpUpstream = Type.Object(
     url: HttpUrl,
     timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
     preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
+    assertion: Type.Optional(UpstreamAssertionSchema),
     ...UpstreamLimitFields,
   },
   { ...strict, description: 'a backend service' },
 )
 
 const EchoUpstream = Type.Object(
-  { echo: Type.Literal(true, { description: 'answer with the method, path, query and headers a service behind this route would receive' }) },
+  {
+    echo: Type.Literal(true, { description: 'answer with the method, path, query and headers a service behind this route would receive' }),
+    assertion: Type.Optional(UpstreamAssertionSchema),
+  },
   { ...strict, description: 'the built-in echo responder' },
 )
 
@@ -437,6 +442,7 @@ export const ConfigSchema = Type.Object(
       ),
     ),
     cors: Type.Optional(CorsSchema),
+    identity_assertion: Type.Optional(IdentityAssertionSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

@@ -1,6 +1,8 @@
 import { readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { afterEach, describe, expect, it } from 'vitest'
+import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose'
+import { buildAdmin } from '../../src/admin/app.js'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
@@ -13,10 +15,19 @@ import { bearer, send } from '../helpers/servers.js'
 const EXAMPLES = readdirSync('config/examples').filter((f) => f.endsWith('.yaml'))
 
 let running: Gateway | undefined
+let admin: Awaited<ReturnType<typeof buildAdmin>> | undefined
 afterEach(async () => {
+  await admin?.close()
   await running?.close()
   running = undefined
+  admin = undefined
 })
+
+/** The admin listener of the running example (port 0), for the steps that use it. */
+async function adminUrl(): Promise<string> {
+  admin = buildAdmin(running!)
+  return admin.listen({ host: '127.0.0.1', port: 0 })
+}
 
 async function start(name: string): Promise<string> {
   const port = await freePort()
@@ -40,6 +51,22 @@ async function demoToken(url: string, scope?: string): Promise<string> {
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'upstream-trust.yaml': async (url) => {
+    const token = await demoToken(url)
+    // The service gets an assertion for it ("orders"), verifiable with the admin listener's JWKS.
+    const res = await send(url, { path: '/orders/1', headers: [bearer(token), ['X-Gateway-Assertion', 'forged'], ['x_gateway_assertion', 'forged']] })
+    expect(res.status).toBe(200)
+    const headers = res.json<{ headers: Record<string, string> }>().headers
+    const jwks = await send(await adminUrl(), { path: '/.well-known/gateway-jwks.json' })
+    expect(jwks.status).toBe(200)
+    const { payload } = await jwtVerify(headers['x-gateway-assertion']!, createLocalJWKSet(jwks.json()), { issuer: url, audience: 'orders', typ: 'gateway-assertion+jwt' })
+    expect(payload).toMatchObject({ sub: 'demo-client', client_id: 'demo-client', scope: 'orders:read' })
+    expect(payload.exp! - payload.iat!).toBeLessThanOrEqual(60)
+    expect(Object.keys(headers).filter((h) => h.replace(/_/g, '-') === 'x-gateway-assertion')).toEqual(['x-gateway-assertion'])
+    // A public route: no assertion, and the client's never arrives.
+    const health = await send(url, { path: '/health', headers: [['X-Gateway-Assertion', decodeJwt(headers['x-gateway-assertion']!) ? headers['x-gateway-assertion']! : 'x']] })
+    expect(Object.keys(health.json<{ headers: Record<string, string> }>().headers).filter((h) => h.includes('assertion'))).toEqual([])
+  },
   'hardening.yaml': async (url) => {
     const token = await demoToken(url)
     // Headers upstreams trust never arrive as sent; folded paths are held to their rules.

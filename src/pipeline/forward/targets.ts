@@ -1,5 +1,6 @@
 import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
 import type { UpstreamLimits } from './gate.js'
+import type { UpstreamAssertion } from '../assert/identity-assertion.js'
 
 /** Where a route sends what it accepts. */
 export type Target =
@@ -16,8 +17,10 @@ export type Target =
       readonly preserveHost: boolean
       /** Connections, queue and queue wait to this upstream. */
       readonly limits: UpstreamLimits
+      /** The signed identity assertion it gets, when configured. */
+      readonly assertion?: UpstreamAssertion | undefined
     }
-  | { readonly kind: 'echo'; readonly id: string }
+  | { readonly kind: 'echo'; readonly id: string; readonly assertion?: UpstreamAssertion | undefined }
   | {
       /** An endpoint the gateway serves itself (authorization server, metadata). */
       readonly kind: 'builtin'

@@ -28,6 +28,12 @@ export function upstreamPath(route: CompiledRoute, path: string): string {
   return rest === '' ? '/' : rest
 }
 
+/** The path as the upstream receives it: its base path, then the route's path less strip_prefix. */
+export function sentPath(route: CompiledRoute, path: string): string {
+  const target = route.upstream
+  return target.kind === 'http' ? target.basePath + upstreamPath(route, path) : upstreamPath(route, path)
+}
+
 /** Classifies a transport failure: refused or reset is 502, slow is 504. */
 export function upstreamError(error: Error & { code?: string }): GatewayError {
   const codes = [error.code, (error.cause as { code?: string } | undefined)?.code]
