@@ -221,7 +221,10 @@ async function main(): Promise<void> {
       file,
       `server: { listen: "127.0.0.1:${port}" }
 admin: { listen: "127.0.0.1:0" }
-upstreams: { up: { url: "${upUrl}" } }
+identity_assertion: { issuer: https://gateway.bench }
+upstreams:
+  up: { url: "${upUrl}" }
+  up-asserted: { url: "${upUrl}", assertion: true }
 issuers:
   - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256] }
   - id: opaque
@@ -231,6 +234,7 @@ issuers:
 routes:
   - { id: public, match: { path: /public }, upstream: up, auth: public }
   - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
+  - { id: asserted, match: { path: /asserted }, upstream: up-asserted, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
   - id: rules
     match: { path: "/rules/:tenant" }
     upstream: up
@@ -258,6 +262,7 @@ routes:
       { name: 'gateway-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
       { name: 'gateway-jwt-ES256', path: '/jwt', headers: bearer(tokens.ES256) },
       { name: 'gateway-jwt-rules-RS256', path: '/rules/bench', headers: bearer(tokens.RS256) },
+      { name: 'gateway-jwt-assertion-RS256', path: '/asserted', headers: bearer(tokens.RS256) },
       { name: 'gateway-introspection', path: '/opaque', headers: bearer(opaque) },
     ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
     for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
@@ -409,6 +414,7 @@ end
     { ...compare('JWT route / do-it-yourself (ES256)', 'gateway-jwt-ES256', 'diy-ES256'), goal: 2 },
     { ...compare('introspection (warm) / JWT route (RS256)', 'gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route + 3 claim rules / JWT route (RS256)', 'gateway-jwt-rules-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
+    { ...compare('JWT route + signed assertion / JWT route (RS256)', 'gateway-jwt-assertion-RS256', 'gateway-jwt-RS256'), goal: 0.85 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -441,6 +447,7 @@ end
       ['JWT route (RS256) vs own public route', per('gateway-jwt-RS256', 'gateway-public')],
       ['introspection (warm) vs JWT route (RS256)', per('gateway-introspection', 'gateway-jwt-RS256')],
       ['JWT route + 3 claim rules vs JWT route (RS256)', per('gateway-jwt-rules-RS256', 'gateway-jwt-RS256')],
+      ['JWT route + signed assertion vs JWT route (RS256)', per('gateway-jwt-assertion-RS256', 'gateway-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)

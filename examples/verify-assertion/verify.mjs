@@ -17,8 +17,10 @@ import { createRemoteJWKSet, jwtVerify } from 'jose'
  * assertion is bound to the request (bind_request), its method, path and query.
  * Returns the claims, or throws.
  */
-export function assertionVerifier({ jwksUrl, issuer, audience }) {
-  const keys = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge: 60_000, cooldownDuration: 5_000 })
+export function assertionVerifier({ jwksUrl, issuer, audience, cacheMaxAge = 60_000 }) {
+  // Keys are refetched at least as often as the gateway's Cache-Control says (60 s): a key published
+  // for rotation is known here before the gateway signs with it.
+  const keys = createRemoteJWKSet(new URL(jwksUrl), { cacheMaxAge, cooldownDuration: Math.min(5_000, cacheMaxAge) })
   return async function verify(req) {
     const assertion = req.headers['x-gateway-assertion']
     if (typeof assertion !== 'string') throw new Error('no assertion')
