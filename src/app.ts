@@ -188,6 +188,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       request.outcome.reason = error.code
       request.outcome.decision ??= 'deny'
       if (error.rule !== undefined) request.outcome.rule = error.rule
+      if (error.tlsFailure !== undefined && request.outcome.forwarded) metrics.upstreamTlsFailed(request.outcome.forwarded.upstream, error.tlsFailure)
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
     if (answer.status >= 500) {
@@ -263,6 +264,7 @@ function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
     issuers: [...config.issuers.keys()],
     redis: config.cache.redis !== undefined,
     hash: config.hash,
+    tlsUpstreams: [...new Set(config.router.routes.flatMap((r) => (r.upstream.kind === 'http' && r.upstream.tls ? [r.upstream.id] : [])))],
   })
 }
 

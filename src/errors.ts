@@ -46,6 +46,7 @@ export type ErrorCode =
   | 'upstream_timeout'
   | 'upstream_saturated'
   | 'upstream_failed'
+  | 'upstream_tls_failed'
   | 'internal_error'
 
 export interface GatewayErrorOptions {
@@ -54,6 +55,8 @@ export interface GatewayErrorOptions {
   requiredScopes?: readonly string[]
   /** Seconds after which a retry may succeed (Retry-After). */
   retryAfter?: number
+  /** Why TLS to the upstream failed (metrics and logs). */
+  tlsFailure?: string
   /** The id of the claim rule that failed (logs and metrics only, never the answer). */
   rule?: string
   /** What a new token must show, for the RFC 9470 challenge. */
@@ -65,6 +68,7 @@ export class GatewayError extends Error {
   readonly requiredScopes: readonly string[] | undefined
   readonly retryAfter: number | undefined
   readonly rule: string | undefined
+  readonly tlsFailure: string | undefined
   readonly stepUp: GatewayErrorOptions['stepUp']
 
   /**
@@ -78,6 +82,7 @@ export class GatewayError extends Error {
     this.requiredScopes = options.requiredScopes
     this.retryAfter = options.retryAfter
     this.rule = options.rule
+    this.tlsFailure = options.tlsFailure
     this.stepUp = options.stepUp
   }
 }

@@ -41,7 +41,8 @@ export class ConfigReloader {
 
   /** Remembers the content in force, then watches for changes. */
   async start(): Promise<void> {
-    this.lastHash = await readFile(this.file, 'utf8').then(digest, () => undefined)
+    const files = await filesDigest(this.gateway.current.files)
+    this.lastHash = await readFile(this.file, 'utf8').then((text) => digest(text + files), () => undefined)
     try {
       this.watcher = watch(dirname(this.file), (_event, name) => {
         // ConfigMap updates rename "..data"; an editor writes the file itself.
@@ -88,7 +89,8 @@ export class ConfigReloader {
       this.refused([`${this.file}: cannot read the file (${(err as Error).message})`])
       return 'refused'
     }
-    const hash = digest(text)
+    // The key and certificate files it names count as its content: a rotated certificate is a change.
+    const hash = digest(text + (await filesDigest(this.gateway.current.files)))
     if (trigger === 'watch' && hash === this.lastHash) return 'unchanged'
     this.lastHash = hash
     let next: CompiledConfig
@@ -115,6 +117,12 @@ export class ConfigReloader {
     this.metrics.reload('failure')
     this.logger.error({ errors, ...(err === undefined ? {} : { err }) }, 'configuration refused; the previous configuration stays in force')
   }
+}
+
+/** The contents of the files a configuration read, as one digest (a missing file reads as empty: the compile step reports it). */
+async function filesDigest(files: readonly string[]): Promise<string> {
+  const parts = await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')))
+  return digest(parts.join('\u0000'))
 }
 
 /** What tells one content of the file from another. */

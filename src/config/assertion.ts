@@ -73,12 +73,14 @@ export async function compileAssertionSigner(
   baseDir: string,
   report: Report,
   notices: string[],
+  files: string[],
   now?: () => number,
 ): Promise<AssertionSigner | undefined> {
   if (config === undefined) return undefined
   const keys: SigningKey[] = []
   for (const [i, spec] of (config.keys ?? []).entries()) {
     const file = resolve(baseDir, spec.file)
+    files.push(file)
     try {
       const key = await loadSigningKey(file, spec.kid)
       if (key.alg === 'RS256') report(['identity_assertion', 'keys', i, 'file'], 'assertions are signed with Ed25519 or P-256 keys (RSA signing costs too much per request)')

@@ -28,6 +28,7 @@ import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './lim
 import { claimNamesRead, compileClaimRules, compileStepUp, STEP_UP_CLAIMS } from './route-policy.js'
 import { compileCors } from './cors.js'
 import { assertionClaimNames, compileAssertionSigner, compileUpstreamAssertion } from './assertion.js'
+import { compileUpstreamTls } from './upstream-tls.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
@@ -107,6 +108,8 @@ export interface CompiledConfig {
   readonly assertionKeys: { readonly keys: readonly JWK[] } | undefined
   /** RFC 9728 metadata URL named in 401 challenges, when configured. */
   readonly resourceMetadata: string | undefined
+  /** Files read besides the configuration (keys, certificates): the reloader watches them too. */
+  readonly files: readonly string[]
   /** Things the operator should know (a generated development key…), for the log. */
   readonly notices: readonly string[]
   /** Legal but likely mistakes, located: `validate` prints them, `start` logs them. */
@@ -188,7 +191,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const declaredIssuers = new Set((config.issuers ?? []).map((i) => i.id))
 
   const notices: string[] = []
-  const signer = await compileAssertionSigner(config.identity_assertion, baseDir, report, notices)
+  const files: string[] = []
+  const signer = await compileAssertionSigner(config.identity_assertion, baseDir, report, notices, files)
   if (config.identity_assertion && !config.identity_assertion.keys && (config.server?.workers ?? 1) !== 1) {
     report(['identity_assertion'], 'with several workers, assertion keys must come from files: each process would generate a key of its own, and the JWKS would publish one of them')
   }
@@ -210,6 +214,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     }
     if (url.search || url.hash) report(['upstreams', id, 'url'], 'an upstream URL may not have a query or fragment')
     if (url.username || url.password) report(['upstreams', id, 'url'], 'credentials in an upstream URL are not supported')
+    const tls = await compileUpstreamTls(u.tls, url, baseDir, ['upstreams', id, 'tls'], report, files)
     upstreams.set(id, {
       kind: 'http',
       id,
@@ -220,6 +225,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       preserveHost: u.preserve_host ?? false,
       limits: compileUpstreamLimits(u, limits.upstream, ['upstreams', id], report),
       assertion,
+      tls,
     })
   }
   const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices)
@@ -388,6 +394,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     assertionKeys: signer?.jwks(),
     resourceMetadata,
     notices,
+    files: Object.freeze(files),
     warnings,
     cache: Object.freeze({
       redis: config.cache?.redis
@@ -443,6 +450,21 @@ function configWarnings(config: Config, routes: readonly CompiledRoute[], at: (p
     if (r.auth === 'public' && r.match.methods?.length === 1 && r.match.methods[0] === 'OPTIONS' && route && routes.some((o) => o !== route && o.cors !== undefined && patternsOverlap(o.pattern, route.pattern))) {
       out.push(at(['routes', i, 'match', 'methods'], 'a public route for OPTIONS alone beside routes with CORS: the gateway answers their preflights itself; this route only forwards other OPTIONS requests without a token'))
     }
+  })
+  // Identity headers are only as safe as the network they cross.
+  const warnedUpstreams = new Set<string>()
+  config.routes.forEach((r) => {
+    const u = config.upstreams[r.upstream]
+    if (r.auth === 'public' || !u || !('url' in u) || u.assertion !== undefined || u.tls !== undefined || warnedUpstreams.has(r.upstream)) return
+    let url: URL
+    try {
+      url = new URL(u.url)
+    } catch {
+      return
+    }
+    if (url.protocol !== 'http:' || isLoopback(url.hostname)) return
+    warnedUpstreams.add(r.upstream)
+    out.push(at(['upstreams', r.upstream, 'url'], 'identity headers go to this upstream over plain http with nothing to show they came from the gateway: anyone who reaches it can send them; add assertion: true (signed identity assertions) or https with tls (mutual TLS), or keep it behind a network policy (README, "Upstream trust")'))
   })
   const usedUpstreams = new Set(config.routes.map((r) => r.upstream))
   for (const id of Object.keys(config.upstreams)) if (!usedUpstreams.has(id)) out.push(at(['upstreams', id], `upstream "${id}" is used by no route`))

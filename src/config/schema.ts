@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { IdentityAssertionSchema, UpstreamAssertionSchema } from './assertion.js'
 import { CorsSchema, RouteCorsSchema } from './cors.js'
+import { UpstreamTlsSchema } from './upstream-tls.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 
@@ -257,6 +258,7 @@ const HttpUpstream = Type.Object(
     timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
     preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
     assertion: Type.Optional(UpstreamAssertionSchema),
+    tls: Type.Optional(UpstreamTlsSchema),
     ...UpstreamLimitFields,
   },
   { ...strict, description: 'a backend service' },

@@ -46,6 +46,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   dependency_unavailable: { status: 503, error: 'temporarily_unavailable' },
   upstream_unavailable: { status: 502, error: 'bad_gateway' },
   upstream_failed: { status: 502, error: 'bad_gateway' },
+  upstream_tls_failed: { status: 502, error: 'bad_gateway' },
   upstream_timeout: { status: 504, error: 'gateway_timeout' },
   upstream_saturated: { status: 503, error: 'temporarily_unavailable' },
   internal_error: { status: 500, error: 'server_error' },

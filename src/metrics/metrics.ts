@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Gauge, Registry } from 'prom-client'
+import { TLS_FAILURES } from '../pipeline/forward/tls.js'
 import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
 import type { RejectedKey } from '../pipeline/authn/remote-jwks.js'
@@ -38,6 +39,7 @@ export class Metrics implements Observer {
   readonly upstreamDuration: HistogramSeries
   readonly introspections: CounterSeries
   readonly claimRuleDenials: CounterSeries
+  readonly upstreamTlsFailures: CounterSeries
   readonly cacheLookups: CounterSeries
   readonly cacheIntegrityFailures: CounterSeries
   readonly jwksFetches: CounterSeries
@@ -91,6 +93,12 @@ export class Metrics implements Observer {
       'gateway_claim_rule_denials_total',
       'Requests refused by a claim rule (403 claim_rule_failed), by route and rule id.',
       ['route', 'rule'],
+      this.registry,
+    )
+    this.upstreamTlsFailures = new CounterSeries(
+      'gateway_upstream_tls_failures_total',
+      'Requests answered 502 because TLS to the upstream failed, by upstream and reason (untrusted, expired, name_mismatch, pin_mismatch, handshake).',
+      ['upstream', 'reason'],
       this.registry,
     )
     this.introspections = new CounterSeries(
@@ -149,7 +157,14 @@ export class Metrics implements Observer {
    * work from the start), for the routes and issuers of a configuration; called
    * at start and on every reload. Also records which configuration is in force.
    */
-  prime(config: { routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[] }>; issuers: readonly string[]; redis: boolean; hash: string }): void {
+  prime(config: {
+    routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[] }>
+    issuers: readonly string[]
+    redis: boolean
+    hash: string
+    tlsUpstreams?: readonly string[]
+  }): void {
+    for (const upstream of config.tlsUpstreams ?? []) for (const reason of TLS_FAILURES) this.upstreamTlsFailures.inc([upstream, reason], 0)
     for (const route of config.routes) {
       if (route.id.startsWith('@')) continue
       for (const m of route.methods ?? ['GET']) {
@@ -185,6 +200,10 @@ export class Metrics implements Observer {
 
   decision(route: string | undefined, result: 'allow' | 'deny', reason: string): void {
     this.decisions.inc([route ?? 'none', result, reason])
+  }
+
+  upstreamTlsFailed(upstream: string, reason: string): void {
+    this.upstreamTlsFailures.inc([upstream, reason])
   }
 
   claimRuleDenied(route: string, rule: string): void {
@@ -237,6 +256,7 @@ export const METRIC_NAMES = [
   'gateway_auth_duration_seconds',
   'gateway_upstream_duration_seconds',
   'gateway_claim_rule_denials_total',
+  'gateway_upstream_tls_failures_total',
   'gateway_introspection_requests_total',
   'gateway_token_cache_lookups_total',
   'gateway_token_cache_integrity_failures_total',

@@ -1,6 +1,7 @@
 import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
 import type { UpstreamLimits } from './gate.js'
 import type { UpstreamAssertion } from '../assert/identity-assertion.js'
+import type { UpstreamTls } from './tls.js'
 
 /** Where a route sends what it accepts. */
 export type Target =
@@ -19,6 +20,8 @@ export type Target =
       readonly limits: UpstreamLimits
       /** The signed identity assertion it gets, when configured. */
       readonly assertion?: UpstreamAssertion | undefined
+      /** CA, client certificate, name and pins, for https:// upstreams that set them. */
+      readonly tls?: UpstreamTls | undefined
     }
   | { readonly kind: 'echo'; readonly id: string; readonly assertion?: UpstreamAssertion | undefined }
   | {

@@ -7,6 +7,7 @@ import type { CompiledRoute } from '../../config/compile.js'
 import { GatewayError } from '../../errors.js'
 import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
 import { echo } from './echo.js'
+import { connectOptions, tlsFailure } from './tls.js'
 import type { Target } from './targets.js'
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
@@ -36,6 +37,8 @@ export function sentPath(route: CompiledRoute, path: string): string {
 
 /** Classifies a transport failure: refused or reset is 502, slow is 504. */
 export function upstreamError(error: Error & { code?: string }): GatewayError {
+  const tls = tlsFailure(error)
+  if (tls !== undefined) return new GatewayError('upstream_tls_failed', 'TLS to the upstream failed', { cause: error, tlsFailure: tls })
   const codes = [error.code, (error.cause as { code?: string } | undefined)?.code]
   if (codes.some((c) => c !== undefined && TIMEOUT_CODES.has(c))) {
     return new GatewayError('upstream_timeout', 'the upstream did not answer in time', { cause: error })
@@ -121,10 +124,11 @@ export class Forwarder {
   private lane(target: Extract<Target, { kind: 'http' }>): UpstreamLane {
     const known = this.laneOf.get(target)
     if (known !== undefined && this.lanes.get(known.key) === known) return known
-    const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}`
+    const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}\u0000${target.tls?.fingerprint ?? ''}`
     let lane = this.lanes.get(key)
     if (lane === undefined) {
-      const pool = new Pool(target.origin, { connections: target.limits.maxConnections, pipelining: 1, connect: { rejectUnauthorized: true } })
+      // New TLS material (a rotated certificate) makes a new pool; the old one closes once its requests end (retain).
+      const pool = new Pool(target.origin, { connections: target.limits.maxConnections, pipelining: 1, connect: connectOptions(target.tls) })
       lane = { key, pool, gate: new UpstreamGate(target.limits) }
       this.lanes.set(key, lane)
     }
