@@ -1,4 +1,6 @@
-import { mkdir, rename, symlink, writeFile } from 'node:fs/promises'
+import { generateKeyPairSync } from 'node:crypto'
+import { mkdir, mkdtemp, rename, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { LISTEN_ANY, startServer, type Running } from '../helpers/running.js'
@@ -42,6 +44,19 @@ async function metric(name: string, label: string): Promise<number> {
 }
 
 describe('hot reload', () => {
+  it('a key or certificate file the configuration names is watched too: rewriting it reloads', async () => {
+    const keys = await mkdtemp(join(tmpdir(), 'gw-keys-'))
+    const pem = () => generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
+    await writeFile(join(keys, 'assert.pem'), pem())
+    running = await startServer(`${config(one.url)}identity_assertion: { issuer: gw, keys: [{ file: "${join(keys, 'assert.pem')}", kid: k }] }\n`)
+    const jwks = async () => (await send(running!.adminUrl, { path: '/.well-known/gateway-jwks.json' })).json<{ keys: Array<{ x: string }> }>().keys[0]!.x
+    const before = await jwks()
+    expect(await running.reloader.reload('watch')).toBe('unchanged')
+    await writeFile(join(keys, 'assert.pem'), pem()) // cert-manager or a Secret volume rotating it
+    expect(await running.reloader.reload('watch')).toBe('applied')
+    expect(await jwks()).not.toBe(before)
+  })
+
   for (const [what, edit] of [
     ['an upstream URL the URL parser refuses', (c: string) => c.replace(/url: "[^"]+"/, 'url: "http://[zz"')],
     ['a strip_prefix the pattern parser refuses', (c: string) => c.replace('auth: public }', 'auth: public, strip_prefix: "/:x" }')],
