@@ -37,7 +37,7 @@ describe('Keycloak, end to end', () => {
     key = await makeKey('RS256')
     jwks = await startJwksServer([key.publicJwk])
     upstream = await startEchoUpstream()
-    const yaml = blocks[0]!.yaml.replace(/jwks_uri: \S+/, `jwks_uri: ${jwks.jwksUri}`).replace('http://orders.internal:8080', upstream.url)
+    const yaml = blocks[0]!.yaml.replace(/jwks_uri: \S+/, `jwks_uri: ${jwks.jwksUri}`).replace('https://orders.internal:8443', upstream.url)
     g = await startGateway(yaml)
   })
   afterAll(async () => {
