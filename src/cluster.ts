@@ -5,9 +5,32 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
+import { relayRevocations } from './pipeline/authn/revocation.js'
 
 const QUESTION = 'gateway:ask'
 const ANSWER = 'gateway:answer'
+/** A worker's new revocation, sent to the primary, which hands it to every other worker. */
+const REVOKED = 'gateway:revoked'
+
+interface Revoked {
+  type: typeof REVOKED
+  issuer: string
+  jti: string
+  expiresAt: number
+}
+
+/**
+ * In a worker: send this process's revocations to the primary, and apply
+ * those of the other workers, so that a token revoked at the built-in
+ * authorization server of one worker is refused by all of them.
+ */
+export function shareRevocations(apply: (issuer: string, jti: string, expiresAt: number) => void): void {
+  relayRevocations((issuer, jti, expiresAt) => process.send?.({ type: REVOKED, issuer, jti, expiresAt } satisfies Revoked))
+  process.on('message', (message: Partial<Revoked>) => {
+    if (message?.type !== REVOKED || typeof message.issuer !== 'string' || typeof message.jti !== 'string' || typeof message.expiresAt !== 'number') return
+    apply(message.issuer, message.jti, message.expiresAt)
+  })
+}
 const RANK: Record<ReadinessStatus, number> = { ready: 0, degraded: 1, not_ready: 2 }
 /** A worker that does not answer within this is left out of an answer (hung, or busy past reason). */
 const ASK_TIMEOUT_MS = 1000
@@ -94,8 +117,11 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
 
   let nextId = 0
   const pending = new Map<number, (value: unknown) => void>()
-  cluster.on('message', (_worker, message: Answer) => {
+  cluster.on('message', (from, message: Answer | Revoked) => {
     if (message?.type === ANSWER) pending.get(message.id)?.(message.value)
+    else if (message?.type === REVOKED) {
+      for (const worker of workers) if (worker !== from && worker.isConnected()) worker.send(message)
+    }
   })
   /** A worker's answer, or undefined when it does not give one in time (or is gone). */
   const ask = <T>(worker: Worker, topic: Topic) =>

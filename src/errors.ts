@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'token_expired'
   | 'token_not_yet_valid'
   | 'token_inactive'
+  | 'token_revoked'
   | 'signature_invalid'
   | 'algorithm_not_allowed'
   | 'issuer_untrusted'

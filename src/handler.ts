@@ -15,6 +15,7 @@ import { MultipartScanner, multipartBoundary } from './pipeline/body/multipart.j
 import { corsHeaders, isPreflight, preflight, type CorsHeaders } from './pipeline/cors/cors.js'
 import { checkClaimRules } from './pipeline/policy/claim-rules.js'
 import { checkStepUp } from './pipeline/policy/step-up.js'
+import { checkNotRevoked } from './pipeline/authn/revocation.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -107,6 +108,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       const authenticated = await authenticate(token, route.auth.tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
+      const revocations = config.authorizationServer?.revocations
+      if (revocations !== undefined) checkNotRevoked(principal, revocations)
       if (route.auth.stepUp !== undefined) checkStepUp(principal, route.auth.stepUp, (authn.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)
       authorize(principal, route.auth.scopes, method)
       if (override !== undefined) authorize(principal, route.auth.scopes, override)

@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import cluster from 'node:cluster'
 import { buildAdmin } from './admin/app.js'
 import { readiness } from './admin/readiness.js'
-import { answerPrimary, runPrimary } from './cluster.js'
+import { answerPrimary, runPrimary, shareRevocations } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
 import { createLogger, flushLogger } from './logger.js'
@@ -38,6 +38,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
       readyz: () => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)),
       metrics: () => metrics.registry.getMetricsAsJSON() as never,
     })
+    shareRevocations((issuer, jti, expiresAt) => gateway.current.authorizationServer?.revocations.revoke(issuer, jti, expiresAt, true))
   }
   const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })

@@ -4,6 +4,7 @@ import { ExpiringLru } from '../cache/lru.js'
 import { DUMMY_HASH, type ParsedHash } from './secret-hash.js'
 import { SecretVerifier, VerifierBusy } from './secret-verifier.js'
 import type { SigningKey } from './signing-keys.js'
+import type { RevocationList } from '../pipeline/authn/revocation.js'
 
 export interface RegisteredClient {
   readonly clientId: string
@@ -123,25 +124,29 @@ function formDecode(s: string): string {
 
 /**
  * The built-in authorization server for the Client Credentials grant
- * (RFC 6749 §4.4): token endpoint, RFC 7662 introspection of its own tokens,
- * JWKS and RFC 8414 metadata. Its tokens are RFC 9068 JWT access tokens.
+ * (RFC 6749 §4.4): token endpoint, RFC 7662 introspection and RFC 7009
+ * revocation of its own tokens, JWKS and RFC 8414 metadata. Its tokens are
+ * RFC 9068 JWT access tokens; a revoked one is denied by `jti` until its
+ * `exp`, by the gateway in front of every route that trusts this issuer.
  */
 export class AuthorizationServer {
-  readonly endpoints: { readonly token: string; readonly introspection: string; readonly jwks: string; readonly metadata: string }
+  readonly endpoints: { readonly token: string; readonly introspection: string; readonly revocation: string; readonly jwks: string; readonly metadata: string }
   /** The paths of its endpoints on the gateway listener. */
-  readonly paths: { readonly token: string; readonly introspection: string; readonly jwks: string; readonly metadata: string }
+  readonly paths: { readonly token: string; readonly introspection: string; readonly revocation: string; readonly jwks: string; readonly metadata: string }
   private readonly verifyKey: JWTVerifyGetKey
 
   /**
    * @param throttle failure counts, kept across reloads
    * @param verifier the secret checking queue, kept across reloads
    * @param generatedKey whether the signing key was generated at start (kept across reloads)
+   * @param revocations the token ids it revoked, kept across reloads (the gateway checks them)
    */
   constructor(
     readonly settings: AuthorizationServerSettings,
     readonly throttle: FailureThrottle,
     readonly verifier: SecretVerifier,
     readonly generatedKey: boolean,
+    readonly revocations: RevocationList,
     private readonly now: () => number = Date.now,
   ) {
     const url = new URL(settings.issuer)
@@ -149,6 +154,7 @@ export class AuthorizationServer {
     this.paths = {
       token: `${base}/oauth2/token`,
       introspection: `${base}/oauth2/introspect`,
+      revocation: `${base}/oauth2/revoke`,
       jwks: `${base}/.well-known/jwks.json`,
       // RFC 8414 §3.1: the well-known segment goes before the issuer's path.
       metadata: `/.well-known/oauth-authorization-server${base}`,
@@ -156,6 +162,7 @@ export class AuthorizationServer {
     this.endpoints = {
       token: url.origin + this.paths.token,
       introspection: url.origin + this.paths.introspection,
+      revocation: url.origin + this.paths.revocation,
       jwks: url.origin + this.paths.jwks,
       metadata: url.origin + this.paths.metadata,
     }
@@ -174,10 +181,12 @@ export class AuthorizationServer {
         token_endpoint: this.endpoints.token,
         jwks_uri: this.endpoints.jwks,
         introspection_endpoint: this.endpoints.introspection,
+        revocation_endpoint: this.endpoints.revocation,
         grant_types_supported: ['client_credentials'],
         response_types_supported: [],
         token_endpoint_auth_methods_supported: authMethods,
         introspection_endpoint_auth_methods_supported: authMethods,
+        revocation_endpoint_auth_methods_supported: authMethods,
         scopes_supported: [...scopes].sort(),
       },
     }
@@ -238,17 +247,45 @@ export class AuthorizationServer {
     if (!auth.mayIntrospect) return tokenError(403, 'unauthorized_client', 'this client may not introspect tokens')
     const token = form.get('token')
     if (token === null) return tokenError(400, 'invalid_request', 'token is missing')
+    const payload = await this.ownToken(token)
+    if (payload === undefined || this.revocations.isRevoked(this.settings.issuer, payload.jti)) return { status: 200, headers: NO_STORE, body: { active: false } }
+    return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: 'Bearer' } }
+  }
+
+  /**
+   * RFC 7009: a client revokes one of its own tokens. Answered 200 whether
+   * or not the token was known or still valid (§2.2); a token issued to
+   * another client is refused (§2.1). Refresh tokens are never issued, so
+   * any token_type_hint is read as access_token.
+   */
+  async revoke(req: EndpointRequest): Promise<EndpointResponse> {
+    const form = parseForm(req)
+    if (!(form instanceof URLSearchParams)) return form
+    const auth = await this.authenticateClient(req, form)
+    if ('status' in auth) return auth
+    const token = form.get('token')
+    if (token === null) return tokenError(400, 'invalid_request', 'token is missing')
+    const payload = await this.ownToken(token)
+    if (payload !== undefined && typeof payload.jti === 'string' && typeof payload.exp === 'number') {
+      if (payload.client_id !== auth.clientId) return tokenError(400, 'invalid_request', 'the token was not issued to this client')
+      this.revocations.revoke(this.settings.issuer, payload.jti, payload.exp)
+    }
+    return { status: 200, headers: NO_STORE, body: {} }
+  }
+
+  /** The claims of a token this server issued and that has not expired; undefined for anything else. */
+  private async ownToken(token: string): Promise<Record<string, unknown> | undefined> {
     try {
       const { payload } = await jwtVerify(token, this.verifyKey, {
         issuer: this.settings.issuer,
         typ: 'at+jwt',
         algorithms: ['ES256', 'EdDSA', 'RS256'],
-        requiredClaims: ['exp'],
+        requiredClaims: ['exp', 'jti'],
         currentDate: new Date(this.now()),
       })
-      return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: 'Bearer' } }
+      return payload
     } catch {
-      return { status: 200, headers: NO_STORE, body: { active: false } }
+      return undefined
     }
   }
 

@@ -22,6 +22,7 @@ import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../
 import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { SecretVerifier } from '../authorization-server/secret-verifier.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
+import { RevocationList } from '../pipeline/authn/revocation.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
 import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './limits.js'
@@ -184,6 +185,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       ...Object.keys(config.identity_headers?.claims ?? {}),
       ...config.routes.flatMap((r) => (r.auth === 'public' ? [] : [...claimNamesRead(r.auth.claims), ...(r.auth.step_up ? STEP_UP_CLAIMS : [])])),
       ...assertionClaimNames(config.identity_assertion),
+      // The built-in server's revocations name tokens by jti.
+      ...(config.authorization_server ? ['jti'] : []),
     ]),
   ]
   const issuers = await compileIssuers(config, baseDir, report, options, keepClaims)
@@ -193,6 +196,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const notices: string[] = []
   const files: string[] = []
   const signer = await compileAssertionSigner(config.identity_assertion, baseDir, report, notices, files)
+  if (config.authorization_server && !config.authorization_server.keys && (config.server?.workers ?? 1) !== 1) {
+    report(['authorization_server'], 'with several workers, signing keys must come from files: each process would generate a key of its own, and tokens would verify only where they were made')
+  }
   if (config.identity_assertion && !config.identity_assertion.keys && (config.server?.workers ?? 1) !== 1) {
     report(['identity_assertion'], 'with several workers, assertion keys must come from files: each process would generate a key of its own, and the JWKS would publish one of them')
   }
@@ -550,6 +556,7 @@ function builtinRoutes(config: Config, routes: CompiledRoute[], as: Authorizatio
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))
     add('@as:introspect', as.paths.introspection, ['POST'], (req) => as.introspect(req))
+    add('@as:revoke', as.paths.revocation, ['POST'], (req) => as.revoke(req))
     add('@as:jwks', as.paths.jwks, ['GET', 'HEAD'], () => as.jwks())
     add('@as:metadata', as.paths.metadata, ['GET', 'HEAD'], () => as.metadata())
   }
@@ -628,6 +635,7 @@ async function compileAuthorizationServer(
   if (keys.length === 0) return undefined
   const throttle = previous?.throttle ?? new FailureThrottle()
   const verifier = previous?.verifier ?? new SecretVerifier()
+  const revocations = previous?.revocations ?? new RevocationList()
   return new AuthorizationServer(
     {
       issuer: c.issuer,
@@ -642,6 +650,7 @@ async function compileAuthorizationServer(
     throttle,
     verifier,
     !c.keys,
+    revocations,
   )
 }
 

@@ -30,6 +30,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   token_expired: { status: 401, oauth: 'invalid_token' },
   token_not_yet_valid: { status: 401, oauth: 'invalid_token' },
   token_inactive: { status: 401, oauth: 'invalid_token' },
+  token_revoked: { status: 401, oauth: 'invalid_token' },
   signature_invalid: { status: 401, oauth: 'invalid_token' },
   algorithm_not_allowed: { status: 401, oauth: 'invalid_token' },
   issuer_untrusted: { status: 401, oauth: 'invalid_token' },

@@ -23,7 +23,7 @@ beforeAll(async () => {
 afterAll(() => gateway.close())
 
 describe('quickstart', () => {
-  it('runs the three README steps', async () => {
+  it('runs the four README steps', async () => {
     // 1. curl -s -u demo-client:demo-secret-change-me -d grant_type=client_credentials $URL/oauth2/token
     const tokenRes = await send(url, {
       method: 'POST',
@@ -46,6 +46,21 @@ describe('quickstart', () => {
     const write = await send(url, { method: 'POST', path: '/orders', headers: [['Authorization', `Bearer ${token}`]] })
     expect(write.status).toBe(403)
     expect(write.headers['www-authenticate']).toContain('scope="orders:write"')
+
+    // 4. curl -u demo-client:demo-secret-change-me -d "token=$TOKEN" $URL/oauth2/revoke, then the call again: 401
+    const revoked = await send(url, {
+      method: 'POST',
+      path: '/oauth2/revoke',
+      headers: [
+        ['Authorization', `Basic ${Buffer.from('demo-client:demo-secret-change-me').toString('base64')}`],
+        ['Content-Type', 'application/x-www-form-urlencoded'],
+      ],
+      body: `token=${token}`,
+    })
+    expect(revoked.status).toBe(200)
+    const again = await send(url, { path: '/orders/42', headers: [['Authorization', `Bearer ${token}`]] })
+    expect(again.status).toBe(401)
+    expect(again.headers['www-authenticate']).toContain('error="invalid_token"')
 
     expect((await send(url, { path: '/health' })).status).toBe(200)
   })

@@ -70,6 +70,16 @@ describe('schema', () => {
     expect(issue.message).toContain('unknown field "audiencs"; allowed here: id, issuer, discovery, jwks_uri, keys, audiences')
   })
 
+  it('refuses generated signing keys with several workers (each would sign with its own)', async () => {
+    const found = await issues(`server: { workers: 2 }
+authorization_server: { issuer: "http://127.0.0.1:8080", clients: [] }
+identity_assertion: { issuer: gw }
+upstreams: { e: { echo: true } }
+routes: [{ id: r, match: { path: /r }, upstream: e, auth: public }]
+`)
+    expect(found.map((i) => i.message)).toEqual([expect.stringMatching(/signing keys must come from files/), expect.stringMatching(/assertion keys must come from files/)])
+  })
+
   it('names a missing required field', async () => {
     const issue = await only(BASE.replace('    upstream: orders\n', ''))
     expect(issue).toMatchObject({ line: 9, path: 'routes[0] (orders).upstream', message: 'missing required field "upstream"' })
