@@ -5,7 +5,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
-import { relayRevocations } from './pipeline/authn/revocation.js'
+import { parseDenial, relayRevocations, type Denial } from './pipeline/authn/revocation.js'
 
 const QUESTION = 'gateway:ask'
 const ANSWER = 'gateway:answer'
@@ -14,9 +14,7 @@ const REVOKED = 'gateway:revoked'
 
 interface Revoked {
   type: typeof REVOKED
-  issuer: string
-  jti: string
-  expiresAt: number
+  denial: Denial
 }
 
 /**
@@ -24,11 +22,15 @@ interface Revoked {
  * those of the other workers, so that a token revoked at the built-in
  * authorization server of one worker is refused by all of them.
  */
-export function shareRevocations(apply: (issuer: string, jti: string, expiresAt: number) => void): void {
-  relayRevocations((issuer, jti, expiresAt) => process.send?.({ type: REVOKED, issuer, jti, expiresAt } satisfies Revoked))
+export function shareRevocations(apply: (denial: Denial) => void, alsoTo?: (denial: Denial) => void): void {
+  relayRevocations((denial) => {
+    process.send?.({ type: REVOKED, denial } satisfies Revoked)
+    alsoTo?.(denial)
+  })
   process.on('message', (message: Partial<Revoked>) => {
-    if (message?.type !== REVOKED || typeof message.issuer !== 'string' || typeof message.jti !== 'string' || typeof message.expiresAt !== 'number') return
-    apply(message.issuer, message.jti, message.expiresAt)
+    if (message?.type !== REVOKED) return
+    const denial = parseDenial(message.denial)
+    if (denial) apply(denial)
   })
 }
 const RANK: Record<ReadinessStatus, number> = { ready: 0, degraded: 1, not_ready: 2 }

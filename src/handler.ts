@@ -108,8 +108,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       const authenticated = await authenticate(token, route.auth.tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
-      const revocations = config.authorizationServer?.revocations
-      if (revocations !== undefined) checkNotRevoked(principal, revocations)
+      checkNotRevoked(principal, config.revocations, () => token.value)
       if (route.auth.stepUp !== undefined) checkStepUp(principal, route.auth.stepUp, (authn.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)
       authorize(principal, route.auth.scopes, method)
       if (override !== undefined) authorize(principal, route.auth.scopes, override)

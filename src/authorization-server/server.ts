@@ -248,7 +248,8 @@ export class AuthorizationServer {
     const token = form.get('token')
     if (token === null) return tokenError(400, 'invalid_request', 'token is missing')
     const payload = await this.ownToken(token)
-    if (payload === undefined || this.revocations.isRevoked(this.settings.issuer, payload.jti)) return { status: 200, headers: NO_STORE, body: { active: false } }
+    const text = (v: unknown) => (typeof v === 'string' ? v : undefined)
+    if (payload === undefined || this.revocations.denies(this.settings.issuer, payload, text(payload.sub), text(payload.client_id), () => token)) return { status: 200, headers: NO_STORE, body: { active: false } }
     return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: 'Bearer' } }
   }
 

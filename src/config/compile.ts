@@ -109,6 +109,8 @@ export interface CompiledConfig {
   readonly assertionKeys: { readonly keys: readonly JWK[] } | undefined
   /** RFC 9728 metadata URL named in 401 challenges, when configured. */
   readonly resourceMetadata: string | undefined
+  /** Revoked tokens: one list for the life of the process, handed from configuration to configuration. */
+  readonly revocations: RevocationList
   /** Files read besides the configuration (keys, certificates): the reloader watches them too. */
   readonly files: readonly string[]
   /** Things the operator should know (a generated development key…), for the log. */
@@ -185,8 +187,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       ...Object.keys(config.identity_headers?.claims ?? {}),
       ...config.routes.flatMap((r) => (r.auth === 'public' ? [] : [...claimNamesRead(r.auth.claims), ...(r.auth.step_up ? STEP_UP_CLAIMS : [])])),
       ...assertionClaimNames(config.identity_assertion),
-      // The built-in server's revocations name tokens by jti.
-      ...(config.authorization_server ? ['jti'] : []),
+      // Revocations name tokens by jti, or by subject or client before a time (iat).
+      'jti',
+      'iat',
     ]),
   ]
   const issuers = await compileIssuers(config, baseDir, report, options, keepClaims)
@@ -400,6 +403,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     assertionKeys: signer?.jwks(),
     resourceMetadata,
     notices,
+    revocations: options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList(),
     files: Object.freeze(files),
     warnings,
     cache: Object.freeze({
@@ -635,7 +639,7 @@ async function compileAuthorizationServer(
   if (keys.length === 0) return undefined
   const throttle = previous?.throttle ?? new FailureThrottle()
   const verifier = previous?.verifier ?? new SecretVerifier()
-  const revocations = previous?.revocations ?? new RevocationList()
+  const revocations = options.previous?.revocations ?? new RevocationList()
   return new AuthorizationServer(
     {
       issuer: c.issuer,

@@ -1,80 +1,144 @@
+import { hash } from 'node:crypto'
 import { GatewayError } from '../../errors.js'
 import type { Principal } from './principal.js'
 
 /** Denials kept at most; past it the ones that expire first go (their tokens are nearest to expiring anyway). */
 export const MAX_DENIALS = 1_000_000
 
-type Relay = (issuer: string, jti: string, expiresAt: number) => void
+/**
+ * One revocation, as it travels between processes and replicas:
+ * - `jti`: the token with this id from this issuer;
+ * - `token`: the token whose SHA-256 (base64url) is `id` (opaque tokens);
+ * - `sub` / `client`: every token of this issuer for this subject / client
+ *   issued (`iat`) before `before`.
+ * Each is kept until `until` (seconds since the epoch), when every token it
+ * could deny has expired.
+ */
+export interface Denial {
+  readonly kind: 'jti' | 'token' | 'sub' | 'client'
+  readonly issuer: string
+  readonly id: string
+  readonly before?: number | undefined
+  readonly until: number
+}
+
+export const DENIAL_KINDS = new Set(['jti', 'token', 'sub', 'client'])
+
+/** A denial read from elsewhere (Redis, another process, the operator API), or undefined when malformed. */
+export function parseDenial(value: unknown): Denial | undefined {
+  if (value === null || typeof value !== 'object') return undefined
+  const d = value as Record<string, unknown>
+  if (typeof d.kind !== 'string' || !DENIAL_KINDS.has(d.kind) || typeof d.issuer !== 'string' || typeof d.id !== 'string' || d.id === '') return undefined
+  if (typeof d.until !== 'number' || !Number.isFinite(d.until)) return undefined
+  if ((d.kind === 'sub' || d.kind === 'client') && (typeof d.before !== 'number' || !Number.isFinite(d.before))) return undefined
+  return { kind: d.kind as Denial['kind'], issuer: d.issuer, id: d.id, ...(typeof d.before === 'number' ? { before: d.before } : {}), until: d.until }
+}
+
+type Relay = (denial: Denial) => void
 let relay: Relay | undefined
 
 /**
- * Sets where this process's new denials are sent (a worker of a
- * multi-process gateway sends them to the primary, which hands them to the
- * other workers): one hook per process, whatever list a reload makes.
+ * Sets where this process's new denials are sent (to the cluster primary,
+ * which hands them to the other workers; to Redis, which hands them to the
+ * other replicas): one hook per process, whatever list a reload makes.
  */
 export function relayRevocations(to: Relay | undefined): void {
   relay = to
 }
 
+/** The token hash denials are keyed by. */
+export function tokenDigest(token: string): string {
+  return hash('sha256', token, 'base64url')
+}
+
 /**
- * Token ids (`jti`) revoked before their `exp`, per issuer: checked on every
- * request, cached principals included, so a revoked JWT stops working at
- * once rather than at its `exp`. A denial is kept until the token's `exp`
- * (plus the issuer's clock skew), then forgotten. The check is one Map
- * lookup, and none at all while nothing is revoked.
+ * Revoked tokens, checked on every request (cached principals included), so
+ * a revoked token stops working at once rather than at its `exp` or when a
+ * cached introspection result expires. The check is a few Map lookups, and
+ * none while nothing is revoked; a token's hash is computed only while some
+ * token is denied by hash.
  */
 export class RevocationList {
-  private readonly byIssuer = new Map<string, Map<string, number>>()
-  private count = 0
+  private readonly entries = new Map<string, Denial>()
+  private tokenDenials = 0
+  private subjectDenials = 0
   private added = 0
 
   constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
-    return this.count
+    return this.entries.size
   }
 
-  /** Denies a token id until `expiresAt` (seconds since the epoch); `relayed` ones came from another process. Returns whether it was new. */
-  revoke(issuer: string, jti: string, expiresAt: number, relayed = false): boolean {
-    let ids = this.byIssuer.get(issuer)
-    if (ids === undefined) this.byIssuer.set(issuer, (ids = new Map()))
-    if (ids.has(jti)) return false
-    if (this.count >= MAX_DENIALS) this.prune(true)
-    ids.set(jti, expiresAt)
-    this.count++
+  /** Applies a denial; `relayed` ones came from elsewhere and are not sent on. Returns whether it was new. */
+  apply(denial: Denial, relayed = false): boolean {
+    const key = `${denial.kind}\u0000${denial.issuer}\u0000${denial.id}`
+    const known = this.entries.get(key)
+    // A later "before" for the same subject or client widens it; anything else is a repeat.
+    if (known !== undefined && (known.before ?? 0) >= (denial.before ?? 0) && known.until >= denial.until) return false
+    if (known === undefined) {
+      if (this.entries.size >= MAX_DENIALS) this.prune(true)
+      if (denial.kind === 'token') this.tokenDenials++
+      if (denial.kind === 'sub' || denial.kind === 'client') this.subjectDenials++
+    }
+    this.entries.set(key, denial)
     if (++this.added % 1024 === 0) this.prune()
-    if (!relayed) relay?.(issuer, jti, expiresAt)
+    if (!relayed) relay?.(denial)
     return true
   }
 
-  isRevoked(issuer: string, jti: unknown): boolean {
-    if (this.count === 0 || typeof jti !== 'string') return false
-    return this.byIssuer.get(issuer)?.has(jti) ?? false
+  /** Denies a token id until `expiresAt` (seconds since the epoch). */
+  revoke(issuer: string, jti: string, expiresAt: number, relayed = false): boolean {
+    return this.apply({ kind: 'jti', issuer, id: jti, until: expiresAt }, relayed)
   }
 
-  /** Forgets denials of tokens that have expired (or, when full, the tenth that expire first). */
+  /** Whether the principal's token is denied; `token` gives the raw token when a hash is needed. */
+  isRevoked(principal: Principal, token?: () => string): boolean {
+    if (this.entries.size === 0) return false
+    return this.denies(principal.issuer, principal.claims, principal.subject, principal.clientId, token)
+  }
+
+  /** Whether a token of this issuer, with these claims, is denied. */
+  denies(iss: string, claims: Readonly<Record<string, unknown>>, subject: string | undefined, clientId: string | undefined, token?: () => string): boolean {
+    if (this.entries.size === 0) return false
+    if (typeof claims.jti === 'string' && this.entries.has(`jti\u0000${iss}\u0000${claims.jti}`)) return true
+    if (this.tokenDenials > 0 && token !== undefined && this.entries.has(`token\u0000*\u0000${tokenDigest(token())}`)) return true
+    if (this.subjectDenials > 0) {
+      const iat = typeof claims.iat === 'number' ? claims.iat : -Infinity
+      for (const [kind, id] of [['sub', subject], ['client', clientId]] as const) {
+        if (id === undefined) continue
+        const d = this.entries.get(`${kind}\u0000${iss}\u0000${id}`)
+        // A token that does not say when it was issued is denied with the rest.
+        if (d !== undefined && iat < d.before!) return true
+      }
+    }
+    return false
+  }
+
+  /** Denials in force, soonest to lapse first (the operator API lists them). */
+  list(limit = 1000): Denial[] {
+    const nowSeconds = this.now() / 1000
+    return [...this.entries.values()].filter((d) => d.until > nowSeconds).sort((a, b) => a.until - b.until).slice(0, limit)
+  }
+
+  /** Forgets denials whose tokens have all expired (or, when full, the tenth that lapse first). */
   prune(full = false): void {
     const nowSeconds = this.now() / 1000
-    const all: Array<[Map<string, number>, string, number]> = []
-    for (const ids of this.byIssuer.values()) {
-      for (const [jti, exp] of ids) {
-        if (exp + 300 < nowSeconds) {
-          ids.delete(jti)
-          this.count--
-        } else if (full) all.push([ids, jti, exp])
-      }
+    for (const [key, d] of this.entries) if (d.until + 300 < nowSeconds) this.remove(key, d)
+    if (full && this.entries.size >= MAX_DENIALS) {
+      const soonest = [...this.entries].sort((a, b) => a[1].until - b[1].until).slice(0, Math.ceil(MAX_DENIALS / 10))
+      for (const [key, d] of soonest) this.remove(key, d)
     }
-    if (full && this.count >= MAX_DENIALS) {
-      all.sort((a, b) => a[2] - b[2])
-      for (const [ids, jti] of all.slice(0, Math.ceil(MAX_DENIALS / 10))) {
-        ids.delete(jti)
-        this.count--
-      }
-    }
+  }
+
+  private remove(key: string, d: Denial): void {
+    this.entries.delete(key)
+    if (d.kind === 'token') this.tokenDenials--
+    if (d.kind === 'sub' || d.kind === 'client') this.subjectDenials--
   }
 }
 
 /** Refuses a principal whose token was revoked (401 token_revoked). */
-export function checkNotRevoked(principal: Principal, list: RevocationList): void {
-  if (list.isRevoked(principal.issuer, principal.claims.jti)) throw new GatewayError('token_revoked', 'the token has been revoked')
+export function checkNotRevoked(principal: Principal, list: RevocationList, token?: () => string): void {
+  if (list.isRevoked(principal, token)) throw new GatewayError('token_revoked', 'the token has been revoked')
 }
