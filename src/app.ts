@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { AccessLog } from './access-log.js'
 import { ExpiringLru } from './cache/lru.js'
 import { RedisStore, type SharedStore } from './cache/redis-store.js'
+import { RevocationBus } from './cache/revocation-bus.js'
 import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
@@ -43,6 +44,8 @@ export interface Gateway extends ConfigSource {
   readonly introspectionCache: TieredCache<IntrospectionRecord>
   /** The shared tier, when Redis is configured. */
   readonly sharedStore: SharedStore | undefined
+  /** Revocations shared through Redis, when it is configured. */
+  readonly revocationBus: RevocationBus | undefined
   readonly metrics: Metrics
   close(): Promise<void>
 }
@@ -97,6 +100,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
   })
   const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
+  // With Redis, revocations reach every replica; one that may have missed some drops its token caches.
+  const revocationBus = redis
+    ? new RevocationBus(redis.url, redis.keyPrefix, () => current.revocations, () => {
+        verifiedTokens.clear()
+        introspectionCache.forgetAll()
+      }, options.logger)
+    : undefined
+  if (revocationBus) current.revocations.relay = (denial) => revocationBus.publish(denial)
   const limits = current.limits
   const forwarder = new Forwarder({ bufferBytes: limits.bodyBufferBytes, bufferTotalBytes: limits.bodyBufferTotalBytes })
 
@@ -228,6 +239,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
     introspectionCache,
     sharedStore,
+    revocationBus,
     metrics,
     startDrain() {
       if (draining) return
@@ -240,6 +252,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await app.close()
       await forwarder.close()
       await sharedStore?.close()
+      await revocationBus?.close()
       await current.authorizationServer?.verifier.close()
     },
   }

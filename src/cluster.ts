@@ -5,7 +5,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
-import { parseDenial, relayRevocations, type Denial } from './pipeline/authn/revocation.js'
+import { parseDenial, type Denial, type RevocationList } from './pipeline/authn/revocation.js'
 
 const QUESTION = 'gateway:ask'
 const ANSWER = 'gateway:answer'
@@ -22,11 +22,12 @@ interface Revoked {
  * those of the other workers, so that a token revoked at the built-in
  * authorization server of one worker is refused by all of them.
  */
-export function shareRevocations(apply: (denial: Denial) => void, alsoTo?: (denial: Denial) => void): void {
-  relayRevocations((denial) => {
+export function shareRevocations(list: RevocationList, apply: (denial: Denial) => void): void {
+  const alsoTo = list.relay
+  list.relay = (denial) => {
     process.send?.({ type: REVOKED, denial } satisfies Revoked)
     alsoTo?.(denial)
-  })
+  }
   process.on('message', (message: Partial<Revoked>) => {
     if (message?.type !== REVOKED) return
     const denial = parseDenial(message.denial)

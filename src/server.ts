@@ -38,7 +38,8 @@ export async function startGateway(file: string, logger: Logger = createLogger()
       readyz: () => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)),
       metrics: () => metrics.registry.getMetricsAsJSON() as never,
     })
-    shareRevocations((denial) => void gateway.current.revocations.apply(denial, true))
+    // Workers share revocations through the primary (and, with Redis, each publishes its own to the other replicas).
+    shareRevocations(gateway.current.revocations, (denial) => void gateway.current.revocations.apply(denial, true))
   }
   const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })

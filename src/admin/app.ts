@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Gateway } from '../app.js'
 import { readiness } from './readiness.js'
+import { registerRevocationApi } from './revocations.js'
 
 /**
  * The admin listener's app (its own port, 127.0.0.1 by default):
@@ -24,6 +25,12 @@ export function buildAdmin(gateway: Gateway, options: { logger?: FastifyBaseLogg
     if (keys === undefined) return reply.code(404).send({ error: 'not_found', error_description: 'identity assertions are not configured' })
     // Short-lived in caches: a key added for rotation reaches services within a minute.
     return reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(keys)
+  })
+  registerRevocationApi(admin, {
+    settings: () => gateway.current.revocation,
+    issuers: () => new Map([...gateway.current.issuers].map(([id, i]) => [id, i.issuer])),
+    apply: (denial) => void gateway.current.revocations.apply(denial),
+    list: () => gateway.current.revocations.list(),
   })
   admin.get('/metrics', async (_request, reply) => {
     const text = await gateway.metrics.registry.metrics()

@@ -138,4 +138,9 @@ export class TieredCache<T> {
   forget(key: string): void {
     this.options.memory.delete(key)
   }
+
+  /** Forgets everything this process holds (the shared tier is checked again on the next lookup). */
+  forgetAll(): void {
+    this.options.memory.clear()
+  }
 }

@@ -30,6 +30,7 @@ import { claimNamesRead, compileClaimRules, compileStepUp, STEP_UP_CLAIMS } from
 import { compileCors } from './cors.js'
 import { assertionClaimNames, compileAssertionSigner, compileUpstreamAssertion } from './assertion.js'
 import { compileUpstreamTls } from './upstream-tls.js'
+import { compileRevocation, type RevocationSettings } from './revocation.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
@@ -111,6 +112,8 @@ export interface CompiledConfig {
   readonly resourceMetadata: string | undefined
   /** Revoked tokens: one list for the life of the process, handed from configuration to configuration. */
   readonly revocations: RevocationList
+  /** The operator API and how long its denials last. */
+  readonly revocation: RevocationSettings
   /** Files read besides the configuration (keys, certificates): the reloader watches them too. */
   readonly files: readonly string[]
   /** Things the operator should know (a generated development key…), for the log. */
@@ -404,6 +407,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     resourceMetadata,
     notices,
     revocations: options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList(),
+    revocation: compileRevocation(config.revocation),
     files: Object.freeze(files),
     warnings,
     cache: Object.freeze({

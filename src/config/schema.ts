@@ -2,6 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { IdentityAssertionSchema, UpstreamAssertionSchema } from './assertion.js'
 import { CorsSchema, RouteCorsSchema } from './cors.js'
 import { UpstreamTlsSchema } from './upstream-tls.js'
+import { RevocationSchema } from './revocation.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 
@@ -445,6 +446,7 @@ export const ConfigSchema = Type.Object(
     ),
     cors: Type.Optional(CorsSchema),
     identity_assertion: Type.Optional(IdentityAssertionSchema),
+    revocation: Type.Optional(RevocationSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

@@ -34,17 +34,8 @@ export function parseDenial(value: unknown): Denial | undefined {
   return { kind: d.kind as Denial['kind'], issuer: d.issuer, id: d.id, ...(typeof d.before === 'number' ? { before: d.before } : {}), until: d.until }
 }
 
-type Relay = (denial: Denial) => void
-let relay: Relay | undefined
-
-/**
- * Sets where this process's new denials are sent (to the cluster primary,
- * which hands them to the other workers; to Redis, which hands them to the
- * other replicas): one hook per process, whatever list a reload makes.
- */
-export function relayRevocations(to: Relay | undefined): void {
-  relay = to
-}
+/** Where new denials made here are sent (the cluster primary, Redis). */
+export type Relay = (denial: Denial) => void
 
 /** The token hash denials are keyed by. */
 export function tokenDigest(token: string): string {
@@ -63,6 +54,12 @@ export class RevocationList {
   private tokenDenials = 0
   private subjectDenials = 0
   private added = 0
+  /**
+   * Where denials made here are sent (to the cluster primary, which hands
+   * them to the other workers; to Redis, which hands them to the other
+   * replicas). The list outlives reloads, and so does this.
+   */
+  relay: Relay | undefined
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -83,7 +80,7 @@ export class RevocationList {
     }
     this.entries.set(key, denial)
     if (++this.added % 1024 === 0) this.prune()
-    if (!relayed) relay?.(denial)
+    if (!relayed) this.relay?.(denial)
     return true
   }
 

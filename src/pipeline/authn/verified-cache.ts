@@ -57,6 +57,11 @@ export class VerifiedTokenCache implements TokenKeyed {
     this.entries.set(key, { principal: { ...principal, claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
   }
 
+  /** Forgets every verified token (a replica that may have missed revocations). */
+  clear(): void {
+    this.entries.clear()
+  }
+
   get size(): number {
     return this.entries.size
   }
