@@ -5,6 +5,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
+import { registerRevocationApi } from './admin/revocations.js'
 import { parseDenial, type Denial, type RevocationList } from './pipeline/authn/revocation.js'
 
 const QUESTION = 'gateway:ask'
@@ -28,17 +29,20 @@ export function shareRevocations(list: RevocationList, apply: (denial: Denial) =
     process.send?.({ type: REVOKED, denial } satisfies Revoked)
     alsoTo?.(denial)
   }
-  process.on('message', (message: Partial<Revoked>) => {
-    if (message?.type !== REVOKED) return
+  process.on('message', (message: { type?: string; denial?: unknown }) => {
+    if (message?.type !== REVOKED && message?.type !== REVOKE_HERE) return
     const denial = parseDenial(message.denial)
-    if (denial) apply(denial)
+    // Made through the primary's API: applied here as this worker's own, so it is shared like one.
+    if (denial) message.type === REVOKE_HERE ? list.apply(denial) : apply(denial)
   })
 }
 const RANK: Record<ReadinessStatus, number> = { ready: 0, degraded: 1, not_ready: 2 }
 /** A worker that does not answer within this is left out of an answer (hung, or busy past reason). */
 const ASK_TIMEOUT_MS = 1000
 
-type Topic = 'readyz' | 'metrics'
+type Topic = 'readyz' | 'metrics' | 'jwks' | 'revocations'
+/** A denial made through the primary's operator API, for one worker to apply and share. */
+const REVOKE_HERE = 'gateway:revoke-here'
 
 interface Answer {
   type: typeof ANSWER
@@ -47,13 +51,20 @@ interface Answer {
 }
 
 /** In a worker: answer the primary's questions (readiness, metrics). */
-export function answerPrimary(answers: { readyz: () => Readiness; metrics: () => Promise<MetricObjectWithValues<MetricValue<string>>[]> }): void {
+export function answerPrimary(answers: {
+  readyz: () => Readiness
+  metrics: () => Promise<MetricObjectWithValues<MetricValue<string>>[]>
+  jwks: () => unknown
+  revocations: () => readonly Denial[]
+}): void {
   process.on('message', (message: { type?: string; id?: number; topic?: Topic }) => {
     if (message?.type !== QUESTION || typeof message.id !== 'number') return
     const id = message.id
     const reply = (value: unknown) => process.send?.({ type: ANSWER, id, value } satisfies Answer)
     if (message.topic === 'readyz') reply(answers.readyz())
     else if (message.topic === 'metrics') void answers.metrics().then(reply, () => reply(undefined))
+    else if (message.topic === 'jwks') reply(answers.jwks())
+    else if (message.topic === 'revocations') reply(answers.revocations())
   })
 }
 
@@ -174,6 +185,27 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
   admin.get('/metrics', async (_request, reply) => {
     const registry = await scrape()
     return reply.type(registry.contentType).send(await registry.metrics())
+  })
+  // The workers hold the configuration in force (they reload it): these are asked of one of them.
+  const anyWorker = () => [...serving].find((w) => w.isConnected())
+  admin.get('/.well-known/gateway-jwks.json', async (_request, reply) => {
+    const worker = anyWorker()
+    const keys = worker ? await ask<unknown>(worker, 'jwks') : undefined
+    if (keys === undefined || keys === null) return reply.code(404).send({ error: 'not_found', error_description: 'identity assertions are not configured' })
+    return reply.header('cache-control', 'public, max-age=60').type('application/jwk-set+json').send(keys)
+  })
+  registerRevocationApi(admin, {
+    settings: () => config.revocation,
+    issuers: () => new Map([...config.issuers].map(([id, i]) => [id, i.issuer])),
+    apply: (denial) => {
+      const worker = anyWorker()
+      if (!worker) throw new Error('no worker is serving')
+      worker.send({ type: REVOKE_HERE, denial })
+    },
+    list: async () => {
+      const worker = anyWorker()
+      return (worker ? await ask<Denial[]>(worker, 'revocations') : undefined) ?? []
+    },
   })
   const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
   logger.info({ workers: count, admin: adminUrl }, 'primary started')

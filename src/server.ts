@@ -37,6 +37,8 @@ export async function startGateway(file: string, logger: Logger = createLogger()
     answerPrimary({
       readyz: () => (draining ? { ...readiness(gateway), status: 'not_ready' } : readiness(gateway)),
       metrics: () => metrics.registry.getMetricsAsJSON() as never,
+      jwks: () => gateway.current.assertionKeys ?? null,
+      revocations: () => gateway.current.revocations.list(),
     })
     // Workers share revocations through the primary (and, with Redis, each publishes its own to the other replicas).
     shareRevocations(gateway.current.revocations, (denial) => void gateway.current.revocations.apply(denial, true))

@@ -93,6 +93,7 @@ describe('revocation at the built-in authorization server', () => {
     const text = (await readFile('config/gateway.yaml', 'utf8'))
       .replace('  token_lifetime: 10m\n', '  token_lifetime: 10m\n  keys: [{ file: as.pem, kid: as-1 }]\n')
       .replace('server:\n', 'server:\n  workers: 2\n  drain_timeout: 2s\n')
+      .replace('issuers:\n', 'revocation: { api_token: "operator-token-0123456789-0123456789" }\n\nissuers:\n')
     const file = join(dir, 'gateway.yaml')
     await writeFile(file, text)
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/cli-entry.ts', 'start', '--config', file], {
@@ -119,6 +120,18 @@ describe('revocation at the built-in authorization server', () => {
       await new Promise((r) => setTimeout(r, 300)) // request lines are written in batches
       const servedBy = new Set(out.split('\n').filter((l) => l.includes('"msg":"request"') && l.includes('token_revoked')).map((l) => (JSON.parse(l) as { worker: number }).worker))
       expect(servedBy).toEqual(new Set([1, 2]))
+
+      // The operator API on the primary's admin listener reaches every worker too.
+      const second = await token(url)
+      const admin = `http://127.0.0.1:${adminPort}`
+      const auth: [string, string] = ['Authorization', 'Bearer operator-token-0123456789-0123456789']
+      const made = await send(admin, { method: 'POST', path: '/revocations', headers: [auth, ['Content-Type', 'application/json']], body: JSON.stringify({ token: second }) })
+      expect(made.status).toBe(201)
+      await new Promise((r) => setTimeout(r, 100))
+      const refused = await Promise.all(Array.from({ length: 20 }, () => send(url, { path: '/orders/1', headers: [bearer(second)] })))
+      expect(refused.map((r) => r.status)).toEqual(Array(20).fill(401))
+      const listed = (await send(admin, { path: '/revocations', headers: [auth] })).json<{ count: number }>()
+      expect(listed.count).toBe(2)
     } finally {
       child.kill('SIGTERM')
     }
