@@ -64,12 +64,19 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           out.write(json({ file, valid: false, errors: e.issues, warnings: [] }))
           return 1
         }
+        const { revocationBounds } = await import('./tools/routes.js')
+        const bounds = revocationBounds(config)
         if (values.json) {
-          out.write(json({ file, valid: true, errors: [], warnings: config.warnings, routes: config.router.routes.length, issuers: config.issuers.size }))
+          out.write(json({ file, valid: true, errors: [], warnings: config.warnings, routes: config.router.routes.length, issuers: config.issuers.size, revocation_bounds: bounds }))
           return 0
         }
         for (const w of config.warnings) err.write(`warning: ${formatIssue(w)}\n`)
         out.write(`${file}: valid (${config.router.routes.length} routes, ${config.issuers.size} issuers${config.warnings.length ? `, ${config.warnings.length} warnings` : ''})\n`)
+        if (bounds.length > 0) {
+          out.write('how long a revoked token keeps working:\n')
+          const width = Math.max(...bounds.map((b) => `${b.route} (${b.issuer}, ${b.mode})`.length))
+          for (const b of bounds) out.write(`  ${`${b.route} (${b.issuer}, ${b.mode})`.padEnd(width)}  ${b.bound}\n`)
+        }
         return 0
       }
       case 'routes': {

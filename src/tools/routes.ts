@@ -71,3 +71,23 @@ export function routeTable(config: CompiledConfig): string {
   const widths = header.map((_, i) => Math.max(...all.map((row) => row[i]!.length)))
   return all.map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ')).join('\n') + '\n'
 }
+
+/** How long a token revoked at its issuer keeps working on each protected route (`validate` prints it). */
+export function revocationBounds(config: CompiledConfig): Array<{ route: string; issuer: string; mode: string; bound: string }> {
+  const builtIn = config.authorizationServer?.settings.issuer
+  const rows: Array<{ route: string; issuer: string; mode: string; bound: string }> = []
+  for (const route of [...config.router.routes].sort(comparePrecedence)) {
+    if (route.auth.kind !== 'protected') continue
+    for (const { issuer, mode } of route.auth.tokens.byIss.values()) {
+      const ttl = issuer.introspection ? `${Math.round(issuer.introspection.settings.maxTtlMs / 1000)}s (introspection.max_ttl)` : undefined
+      let bound: string
+      if (issuer.issuer === builtIn) bound = 'at once (revoked at the built-in authorization server)'
+      else if (mode === 'jwt') bound = 'until the token\'s exp'
+      else if (mode === 'auto') bound = `JWTs until their exp; opaque tokens ${ttl ?? 'n/a'}`
+      else bound = ttl ?? 'n/a'
+      if (issuer.issuer !== builtIn && config.revocation.apiTokenDigest !== undefined) bound += '; at once when revoked through the gateway\'s revocation API'
+      rows.push({ route: route.id, issuer: issuer.id, mode, bound })
+    }
+  }
+  return rows
+}

@@ -31,6 +31,29 @@ describe('gateway validate', () => {
     expect(r.out).toContain('config/gateway.yaml: valid')
   })
 
+  it('prints how long a revoked token keeps working on each protected route', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gw-cli-'))
+    const file = join(dir, 'bounds.yaml')
+    await writeFile(
+      file,
+      `revocation: { api_token: "operator-token-0123456789-0123456789" }
+upstreams: { a: { echo: true } }
+issuers:
+  - { id: j, issuer: "https://j.example", jwks_uri: "https://j.example/jwks", audiences: [a] }
+  - { id: o, issuer: "https://o.example", audiences: [a], introspection: { endpoint: "https://o.example/i", client_id: g, client_secret: s, max_ttl: 2m } }
+routes:
+  - { id: jwt, match: { path: /j }, upstream: a, auth: { issuers: [j], scopes: none } }
+  - { id: opaque, match: { path: /o }, upstream: a, auth: { issuers: [o], scopes: none } }
+`,
+    )
+    const r = await run('validate', file)
+    expect(r.code).toBe(0)
+    expect(r.out).toMatch(/jwt \(j, jwt\) +until the token's exp; at once when revoked through the gateway's revocation API/)
+    expect(r.out).toMatch(/opaque \(o, introspection\) +120s \(introspection.max_ttl\)/)
+    const json = JSON.parse((await run('validate', file, '--json')).out) as { revocation_bounds: unknown[] }
+    expect(json.revocation_bounds).toHaveLength(2)
+  })
+
   it('exits 1 and prints every error with file, line and column', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'gw-cli-'))
     const file = join(dir, 'bad.yaml')
