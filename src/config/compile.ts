@@ -23,6 +23,8 @@ import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { SecretVerifier } from '../authorization-server/secret-verifier.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
 import { RevocationList } from '../pipeline/authn/revocation.js'
+import { MAX_SET_BYTES, receiveSet } from '../pipeline/signals/ssf-receiver.js'
+import { ExpiringLru } from '../cache/lru.js'
 import { ConfigError, type ConfigIssue } from './errors.js'
 import type { FieldPath, ParsedConfig } from './load.js'
 import { compileLimits, compileUpstreamLimits, type CompiledLimits } from './limits.js'
@@ -112,6 +114,8 @@ export interface CompiledConfig {
   readonly resourceMetadata: string | undefined
   /** Revoked tokens: one list for the life of the process, handed from configuration to configuration. */
   readonly revocations: RevocationList
+  /** Shared Signals events already applied (kept across reloads). */
+  readonly signalsSeen: ExpiringLru<true>
   /** The operator API and how long its denials last. */
   readonly revocation: RevocationSettings
   /** Files read besides the configuration (keys, certificates): the reloader watches them too. */
@@ -357,6 +361,35 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
   const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report)
+  const revocations = options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList()
+  const signalsSeen = options.previous?.signalsSeen ?? new ExpiringLru<true>(100_000)
+  const signals = config.revocation?.signals
+  if (signals) {
+    const transmitters = signals.transmitters.map((t, i) => {
+      parseUrl(t.jwks_uri, ['revocation', 'signals', 'transmitters', i, 'jwks_uri'], report)
+      const algorithms = t.algorithms ?? ['ES256', 'RS256', 'EdDSA']
+      const jwks = new RemoteJwks(t.jwks_uri, `ssf:${t.jwks_uri}`, { timeoutMs: 5000, cooldownMs: 30_000, maxAgeMs: 600_000, algorithms })
+      return { issuer: t.issuer, jwks, audience: t.audience, algorithms }
+    })
+    const settings = {
+      transmitters,
+      trustedIssuers: new Set((config.issuers ?? []).map((i) => i.issuer)),
+      maxTokenLifetimeSeconds: compileRevocation(config.revocation).maxTokenLifetimeSeconds,
+      revocations: () => revocations,
+      seen: signalsSeen,
+    }
+    let pattern
+    try {
+      pattern = parsePattern(signals.path ?? '/ssf/events')
+    } catch (err) {
+      if (!(err instanceof PatternError)) throw err
+      report(['revocation', 'signals', 'path'], err.message)
+    }
+    if (pattern) {
+      const respond = (req: Parameters<typeof receiveSet>[0]) => receiveSet(req, settings)
+      routes.push({ id: '@ssf:events', methods: ['POST'], host: null, pattern, upstream: { kind: 'builtin', id: '@ssf:events', respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: MAX_SET_BYTES, methodOverride: 'refuse', cors: undefined })
+    }
+  }
 
   let router: Router<CompiledRoute> | undefined
   try {
@@ -406,7 +439,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     assertionKeys: signer?.jwks(),
     resourceMetadata,
     notices,
-    revocations: options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList(),
+    revocations,
+    signalsSeen,
     revocation: compileRevocation(config.revocation),
     files: Object.freeze(files),
     warnings,

@@ -22,6 +22,26 @@ export const RevocationSchema = Type.Object(
         description: 'a bearer token (at least 32 characters, from ${ENV}) for POST/GET /revocations on the admin listener; without it the API answers 404',
       }),
     ),
+    signals: Type.Optional(
+      Type.Object(
+        {
+          path: Type.Optional(Type.String({ pattern: '^/[A-Za-z0-9/_.-]*$', default: '/ssf/events', description: 'where transmitters push Security Event Tokens (RFC 8935), on the gateway listener' })),
+          transmitters: Type.Array(
+            Type.Object(
+              {
+                issuer: Type.String({ minLength: 1, description: 'the "iss" of its SETs' }),
+                jwks_uri: Type.String({ pattern: '^https?://', description: 'its keys' }),
+                audience: Type.String({ minLength: 1, description: 'the "aud" its SETs name this receiver by' }),
+                algorithms: Type.Optional(Type.Array(Type.String({ pattern: '^(RS|PS|ES)(256|384|512)$|^EdDSA$' }), { minItems: 1, uniqueItems: true })),
+              },
+              strict,
+            ),
+            { minItems: 1 },
+          ),
+        },
+        { ...strict, description: 'Shared Signals (OpenID SSF / CAEP): session-revoked and credential-change events deny the subject\'s earlier tokens' },
+      ),
+    ),
     max_token_lifetime: Type.Optional(
       Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', default: REVOCATION_DEFAULTS.maxTokenLifetime, description: 'the longest life of any token the gateway accepts: how long a denial by token, subject or client is kept' }),
     ),

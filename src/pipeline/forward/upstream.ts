@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
-import { announcesBody, BufferBudget, continueIfExpected, mediaType, readBody, streamRest, type BodyBounds } from '../body/receive.js'
+import { announcesBody, BufferBudget, continueIfExpected, readBody, streamRest, type BodyBounds } from '../body/receive.js'
 import { UpstreamGate } from './gate.js'
 import type { CompiledRoute } from '../../config/compile.js'
 import { GatewayError } from '../../errors.js'
@@ -309,8 +309,8 @@ export async function deliver(
       if (body.read === undefined && announcesBody(request.raw)) await readWhole(request, reply, body)
       return echo(request, reply, upstreamPath(route, path), query, headers)
     case 'builtin': {
-      // The endpoints take form bodies only; those are read here, bounded.
-      const form = body.read ?? (mediaType(request.raw) === 'application/x-www-form-urlencoded' ? await readWhole(request, reply, body) : undefined)
+      // Their bodies (forms, Security Event Tokens) are read here, bounded; each endpoint checks the type.
+      const form = body.read ?? (announcesBody(request.raw) ? await readWhole(request, reply, body) : undefined)
       const answer = await target.respond({
         rawHeaders: request.raw.rawHeaders,
         contentType: request.headers['content-type'],
