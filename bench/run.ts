@@ -19,6 +19,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createPublicKey } from 'node:crypto'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
+import { Redis } from 'ioredis'
 import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5)
@@ -215,11 +216,11 @@ async function main(): Promise<void> {
 
   // This gateway: one process, one route per scenario.
   const gwPort = await freePort()
-  const gatewayConfig = (port: number) => {
+  const gatewayConfig = (port: number, extra = '') => {
     const file = join(WORK, `gateway-${port}.yaml`)
     writeFileSync(
       file,
-      `server: { listen: "127.0.0.1:${port}" }
+      `${extra}server: { listen: "127.0.0.1:${port}" }
 admin: { listen: "127.0.0.1:0" }
 identity_assertion: { issuer: https://gateway.bench }
 upstreams:
@@ -267,6 +268,25 @@ routes:
     ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
     for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
     counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
+  }
+
+  // The same gateway with 10,000 revocations in force (read from Redis at start): the cost of the denial check.
+  let denialsPrefix: string | undefined
+  if (!ONLY || ONLY.some((o) => 'gateway-denials'.startsWith(o) || o.startsWith('gateway-denials'))) {
+    denialsPrefix = await seedDenials(ISSUER, 10_000)
+    if (denialsPrefix !== undefined) {
+      const extra = `cache: { redis: { url: "${BENCH_REDIS_URL}", key_prefix: "${denialsPrefix}" } }\n`
+      const port = await freePort()
+      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], 'gateway-denials')
+      children.push(child)
+      await waitForPort(port, child, 'gateway-denials')
+      await new Promise((r) => setTimeout(r, 500)) // the stored denials are read back after subscribing
+      const scenario = { name: 'gateway-denials-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) }
+      targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
+      counted.push({ process: 'gateway-denials', args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
+    } else {
+      console.log(`gateway-denials: skipped (no Redis at ${BENCH_REDIS_URL})`)
+    }
   }
 
   if (has('haproxy')) {
@@ -415,6 +435,7 @@ end
     { ...compare('introspection (warm) / JWT route (RS256)', 'gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route + 3 claim rules / JWT route (RS256)', 'gateway-jwt-rules-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('JWT route + signed assertion / JWT route (RS256)', 'gateway-jwt-assertion-RS256', 'gateway-jwt-RS256'), goal: 0.85 },
+    { ...compare('JWT route, 10,000 revocations / none (RS256)', 'gateway-denials-jwt-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -448,6 +469,7 @@ end
       ['introspection (warm) vs JWT route (RS256)', per('gateway-introspection', 'gateway-jwt-RS256')],
       ['JWT route + 3 claim rules vs JWT route (RS256)', per('gateway-jwt-rules-RS256', 'gateway-jwt-RS256')],
       ['JWT route + signed assertion vs JWT route (RS256)', per('gateway-jwt-assertion-RS256', 'gateway-jwt-RS256')],
+      ['JWT route, 10,000 revocations vs none (RS256)', per('gateway-denials-jwt-RS256', 'gateway-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
@@ -461,6 +483,48 @@ end
   writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, memory, instructions }, null, 2))
   console.log(`\nwrote ${out}`)
   introspection.close()
+  if (denialsPrefix !== undefined) await deletePrefix(denialsPrefix)
+}
+
+const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+/** Stores `count` revocations (of tokens the bench never sends) as the gateway stores them; their key prefix, or undefined without Redis. */
+async function seedDenials(issuer: string, count: number): Promise<string | undefined> {
+  const redis = new Redis(BENCH_REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 1000 })
+  redis.on('error', () => undefined)
+  try {
+    await redis.connect()
+    const prefix = `gwbench:${process.pid}:${Date.now()}:`
+    const until = Math.floor(Date.now() / 1000) + 7200
+    const pipeline = redis.pipeline()
+    for (let i = 0; i < count; i++) {
+      const denial = { kind: i % 10 === 0 ? 'sub' : 'jti', issuer, id: `revoked-${i}`, ...(i % 10 === 0 ? { before: until - 7200 } : {}), until }
+      pipeline.set(`${prefix}revoked:${denial.kind}:${i}`, JSON.stringify(denial), 'EX', 7200)
+    }
+    await pipeline.exec()
+    return prefix
+  } catch {
+    return undefined
+  } finally {
+    redis.disconnect()
+  }
+}
+
+async function deletePrefix(prefix: string): Promise<void> {
+  const redis = new Redis(BENCH_REDIS_URL, { maxRetriesPerRequest: 0 })
+  redis.on('error', () => undefined)
+  try {
+    let cursor = '0'
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
+      if (keys.length) await redis.del(...keys)
+      cursor = next
+    } while (cursor !== '0')
+  } catch {
+    // Left to expire (two hours).
+  } finally {
+    redis.disconnect()
+  }
 }
 
 main().then(
