@@ -1,10 +1,13 @@
+import { generateKeyPairSync } from 'node:crypto'
+import { SignJWT } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { CREDENTIAL_CHANGE } from '../../src/pipeline/signals/ssf-receiver.js'
 import { buildAdmin } from '../../src/admin/app.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js'
 import { makeKey, sign, type TestKey } from '../helpers/keys.js'
 import { startJwksServer, type JwksServer } from '../helpers/jwks.js'
-import { deletePrefix, OwnRedis, SHARED_REDIS_URL, uniquePrefix } from '../helpers/redis.js'
+import { deletePrefix, freePort, OwnRedis, SHARED_REDIS_URL, uniquePrefix } from '../helpers/redis.js'
 import { bearer, send } from '../helpers/servers.js'
 
 // Revocation across replicas: a denial made through the operator API of one
@@ -156,5 +159,72 @@ describe('revocation across replicas', () => {
       await r.close()
       await redis.kill()
     }
+  })
+
+  it('through the built-in authorization server and Shared Signals too, under load, with no failed request', async () => {
+    const own = uniquePrefix('revocation-channels')
+    const portA = await freePort()
+    const asUrl = `http://127.0.0.1:${portA}`
+    const tx = await makeKey('ES256')
+    const txJwks = await startJwksServer([tx.publicJwk])
+    const files = { 'as.pem': generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string }
+    const yaml = `${config(SHARED_REDIS_URL, own)}
+authorization_server:
+  issuer: "${asUrl}"
+  keys: [{ file: as.pem, kid: as-1 }]
+  clients:
+    - client_id: demo-client
+      secret_hash: "$scrypt$ln=15,r=8,p=1$LN_IRS5uv_8US990QDnejQ$MVljZmvUIdFJS7_Im3oKiKzzoHpJhEZkYsMeKXdD5zI"
+      scopes: [orders:read]
+      default_scopes: [orders:read]
+      audiences: [api]
+`
+      .replace('issuers:\n', `issuers:\n  - { id: local, issuer: "${asUrl}", jwks_uri: "${asUrl}/.well-known/jwks.json", audiences: [api] }\n`)
+      .replace('routes:\n', 'routes:\n  - { id: local-api, match: { path: /local/* }, upstream: api, auth: { issuers: [local], scopes: none } }\n')
+      .replace('revocation: {', `revocation: { signals: { transmitters: [{ issuer: https://tx.example, jwks_uri: ${txJwks.jwksUri}, audience: gw }] }, `)
+    const a = await startGateway(yaml, files, { port: portA })
+    const b = await startGateway(yaml, files)
+    const urls = [a.url, b.url]
+    const stop = { now: false }
+    const failures: number[] = []
+    const bystander = await jwt()
+    const load = Promise.all(
+      urls.map(async (u) => {
+        while (!stop.now) {
+          const res = await send(u, { path: '/jwt/1', headers: [bearer(bystander)] })
+          if (res.status !== 200) failures.push(res.status)
+        }
+      }),
+    )
+    try {
+      // The built-in authorization server's revocation endpoint, on replica A.
+      const issued = await send(a.url, { method: 'POST', path: '/oauth2/token', headers: [['Authorization', `Basic ${Buffer.from('demo-client:demo-secret-change-me').toString('base64')}`], ['Content-Type', 'application/x-www-form-urlencoded']], body: 'grant_type=client_credentials' })
+      const local = issued.json<{ access_token: string }>().access_token
+      for (const u of urls) expect((await send(u, { path: '/local/1', headers: [bearer(local)] })).status).toBe(200)
+      const revoked = await send(a.url, { method: 'POST', path: '/oauth2/revoke', headers: [['Authorization', `Basic ${Buffer.from('demo-client:demo-secret-change-me').toString('base64')}`], ['Content-Type', 'application/x-www-form-urlencoded']], body: `token=${local}` })
+      expect(revoked.status).toBe(200)
+      expect(await untilRefusedEverywhere(urls, '/local/1', local)).toBeLessThanOrEqual(1000)
+
+      // A Shared Signals event pushed to replica B.
+      const t = await jwt({ sub: 'erin' })
+      for (const u of urls) expect((await send(u, { path: '/jwt/1', headers: [bearer(t)] })).status).toBe(200)
+      const set = await new SignJWT({ sub_id: { format: 'iss_sub', iss: ISS, sub: 'erin' }, events: { [CREDENTIAL_CHANGE]: { credential_type: 'password', change_type: 'update' } } })
+        .setProtectedHeader({ alg: 'ES256', kid: tx.kid, typ: 'secevent+jwt' })
+        .setIssuer('https://tx.example')
+        .setAudience('gw')
+        .setIssuedAt()
+        .setJti('set-erin')
+        .sign(tx.privateKey)
+      expect((await send(b.url, { method: 'POST', path: '/ssf/events', headers: [['Content-Type', 'application/secevent+jwt']], body: set })).status).toBe(202)
+      expect(await untilRefusedEverywhere(urls, '/jwt/1', t)).toBeLessThanOrEqual(1000)
+    } finally {
+      stop.now = true
+      await load
+      await a.close()
+      await b.close()
+      await txJwks.close()
+      await deletePrefix(SHARED_REDIS_URL, own)
+    }
+    expect(failures).toEqual([])
   })
 })
