@@ -50,7 +50,9 @@ export function tokenDigest(token: string): string {
  * token is denied by hash.
  */
 export class RevocationList {
-  private readonly entries = new Map<string, Denial>()
+  /** kind → issuer → id → denial: looked up without building a key string per request. */
+  private readonly byKind: Record<Denial['kind'], Map<string, Map<string, Denial>>> = { jti: new Map(), token: new Map(), sub: new Map(), client: new Map() }
+  private count = 0
   private tokenDenials = 0
   private subjectDenials = 0
   private added = 0
@@ -64,21 +66,28 @@ export class RevocationList {
   constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
-    return this.entries.size
+    return this.count
+  }
+
+  private find(kind: Denial['kind'], issuer: string, id: string): Denial | undefined {
+    return this.byKind[kind].get(issuer)?.get(id)
   }
 
   /** Applies a denial; `relayed` ones came from elsewhere and are not sent on. Returns whether it was new. */
   apply(denial: Denial, relayed = false): boolean {
-    const key = `${denial.kind}\u0000${denial.issuer}\u0000${denial.id}`
-    const known = this.entries.get(key)
+    const known = this.find(denial.kind, denial.issuer, denial.id)
     // A later "before" for the same subject or client widens it; anything else is a repeat.
     if (known !== undefined && (known.before ?? 0) >= (denial.before ?? 0) && known.until >= denial.until) return false
     if (known === undefined) {
-      if (this.entries.size >= MAX_DENIALS) this.prune(true)
+      if (this.count >= MAX_DENIALS) this.prune(true)
+      this.count++
       if (denial.kind === 'token') this.tokenDenials++
       if (denial.kind === 'sub' || denial.kind === 'client') this.subjectDenials++
     }
-    this.entries.set(key, denial)
+    const byIssuer = this.byKind[denial.kind]
+    let ids = byIssuer.get(denial.issuer)
+    if (ids === undefined) byIssuer.set(denial.issuer, (ids = new Map()))
+    ids.set(denial.id, denial)
     if (++this.added % 1024 === 0) this.prune()
     if (!relayed) this.relay?.(denial)
     return true
@@ -91,23 +100,23 @@ export class RevocationList {
 
   /** Whether the principal's token is denied; `token` gives the raw token when a hash is needed. */
   isRevoked(principal: Principal, token?: () => string): boolean {
-    if (this.entries.size === 0) return false
+    if (this.count === 0) return false
     return this.denies(principal.issuer, principal.claims, principal.subject, principal.clientId, token)
   }
 
   /** Whether a token of this issuer, with these claims, is denied. */
   denies(iss: string, claims: Readonly<Record<string, unknown>>, subject: string | undefined, clientId: string | undefined, token?: () => string): boolean {
-    if (this.entries.size === 0) return false
-    if (typeof claims.jti === 'string' && this.entries.has(`jti\u0000${iss}\u0000${claims.jti}`)) return true
-    if (this.tokenDenials > 0 && token !== undefined && this.entries.has(`token\u0000*\u0000${tokenDigest(token())}`)) return true
+    if (this.count === 0) return false
+    const jti = claims.jti
+    if (typeof jti === 'string' && this.find('jti', iss, jti) !== undefined) return true
+    if (this.tokenDenials > 0 && token !== undefined && this.find('token', '*', tokenDigest(token())) !== undefined) return true
     if (this.subjectDenials > 0) {
+      // A token that does not say when it was issued is denied with the rest.
       const iat = typeof claims.iat === 'number' ? claims.iat : -Infinity
-      for (const [kind, id] of [['sub', subject], ['client', clientId]] as const) {
-        if (id === undefined) continue
-        const d = this.entries.get(`${kind}\u0000${iss}\u0000${id}`)
-        // A token that does not say when it was issued is denied with the rest.
-        if (d !== undefined && iat < d.before!) return true
-      }
+      const bySub = subject === undefined ? undefined : this.find('sub', iss, subject)
+      if (bySub !== undefined && iat < bySub.before!) return true
+      const byClient = clientId === undefined ? undefined : this.find('client', iss, clientId)
+      if (byClient !== undefined && iat < byClient.before!) return true
     }
     return false
   }
@@ -115,21 +124,31 @@ export class RevocationList {
   /** Denials in force, soonest to lapse first (the operator API lists them). */
   list(limit = 1000): Denial[] {
     const nowSeconds = this.now() / 1000
-    return [...this.entries.values()].filter((d) => d.until > nowSeconds).sort((a, b) => a.until - b.until).slice(0, limit)
+    const all: Denial[] = []
+    for (const byIssuer of Object.values(this.byKind)) for (const ids of byIssuer.values()) for (const d of ids.values()) if (d.until > nowSeconds) all.push(d)
+    return all.sort((a, b) => a.until - b.until).slice(0, limit)
   }
 
   /** Forgets denials whose tokens have all expired (or, when full, the tenth that lapse first). */
   prune(full = false): void {
     const nowSeconds = this.now() / 1000
-    for (const [key, d] of this.entries) if (d.until + 300 < nowSeconds) this.remove(key, d)
-    if (full && this.entries.size >= MAX_DENIALS) {
-      const soonest = [...this.entries].sort((a, b) => a[1].until - b[1].until).slice(0, Math.ceil(MAX_DENIALS / 10))
-      for (const [key, d] of soonest) this.remove(key, d)
+    const all: Denial[] = []
+    for (const byIssuer of Object.values(this.byKind)) {
+      for (const ids of byIssuer.values()) {
+        for (const d of ids.values()) {
+          if (d.until + 300 < nowSeconds) this.remove(d)
+          else if (full) all.push(d)
+        }
+      }
     }
+    if (full && this.count >= MAX_DENIALS) for (const d of all.sort((a, b) => a.until - b.until).slice(0, Math.ceil(MAX_DENIALS / 10))) this.remove(d)
   }
 
-  private remove(key: string, d: Denial): void {
-    this.entries.delete(key)
+  private remove(d: Denial): void {
+    const ids = this.byKind[d.kind].get(d.issuer)
+    if (ids?.delete(d.id) !== true) return
+    if (ids.size === 0) this.byKind[d.kind].delete(d.issuer)
+    this.count--
     if (d.kind === 'token') this.tokenDenials--
     if (d.kind === 'sub' || d.kind === 'client') this.subjectDenials--
   }
