@@ -93,6 +93,7 @@ function mainThreadTotal(outFile: string, dump: number): number {
 export async function countInstructions(targets: readonly InstructionTarget[], options: InstructionOptions): Promise<Map<string, number>> {
   const counts = new Map<string, number>()
   for (const target of targets) {
+    if (target.scenarios.length === 0) continue
     const port = await options.freePort()
     const outFile = join(options.work, `callgrind-${target.process}`)
     const child = spawn(

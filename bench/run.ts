@@ -270,22 +270,26 @@ routes:
     counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
   }
 
-  // The same gateway with 10,000 revocations in force (read from Redis at start): the cost of the denial check.
-  let denialsPrefix: string | undefined
-  if (!ONLY || ONLY.some((o) => 'gateway-denials'.startsWith(o) || o.startsWith('gateway-denials'))) {
-    denialsPrefix = await seedDenials(ISSUER, 10_000)
-    if (denialsPrefix !== undefined) {
-      const extra = `cache: { redis: { url: "${BENCH_REDIS_URL}", key_prefix: "${denialsPrefix}" } }\n`
+  // The cost of the denial check: the same gateway, with Redis, once with no revocations and once with
+  // 10,000 in force (read from Redis at start); both separate processes, so the pair differs in that alone.
+  const denialPrefixes: string[] = []
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-revocations') || 'gateway-revocations'.startsWith(o))) {
+    for (const [name, count] of [['gateway-revocations-none', 0], ['gateway-revocations-10k', Number(process.env.BENCH_DENIALS ?? 10_000)]] as const) {
+      const prefix = await seedDenials(ISSUER, count)
+      if (prefix === undefined) {
+        console.log(`${name}: skipped (no Redis at ${BENCH_REDIS_URL})`)
+        continue
+      }
+      denialPrefixes.push(prefix)
+      const extra = `cache: { redis: { url: "${BENCH_REDIS_URL}", key_prefix: "${prefix}" } }\n`
       const port = await freePort()
-      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], 'gateway-denials')
+      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], name)
       children.push(child)
-      await waitForPort(port, child, 'gateway-denials')
-      await new Promise((r) => setTimeout(r, 500)) // the stored denials are read back after subscribing
-      const scenario = { name: 'gateway-denials-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) }
+      await waitForPort(port, child, name)
+      await new Promise((r) => setTimeout(r, 500)) // stored revocations are read back once subscribed
+      const scenario = { name: `${name}-jwt-RS256`, path: '/jwt', headers: bearer(tokens.RS256) }
       targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
-      counted.push({ process: 'gateway-denials', args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
-    } else {
-      console.log(`gateway-denials: skipped (no Redis at ${BENCH_REDIS_URL})`)
+      counted.push({ process: name, args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
     }
   }
 
@@ -435,7 +439,7 @@ end
     { ...compare('introspection (warm) / JWT route (RS256)', 'gateway-introspection', 'gateway-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route + 3 claim rules / JWT route (RS256)', 'gateway-jwt-rules-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('JWT route + signed assertion / JWT route (RS256)', 'gateway-jwt-assertion-RS256', 'gateway-jwt-RS256'), goal: 0.85 },
-    { ...compare('JWT route, 10,000 revocations / none (RS256)', 'gateway-denials-jwt-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
+    { ...compare('JWT route, 10,000 revocations / none (RS256, Redis)', 'gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.95 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -469,7 +473,7 @@ end
       ['introspection (warm) vs JWT route (RS256)', per('gateway-introspection', 'gateway-jwt-RS256')],
       ['JWT route + 3 claim rules vs JWT route (RS256)', per('gateway-jwt-rules-RS256', 'gateway-jwt-RS256')],
       ['JWT route + signed assertion vs JWT route (RS256)', per('gateway-jwt-assertion-RS256', 'gateway-jwt-RS256')],
-      ['JWT route, 10,000 revocations vs none (RS256)', per('gateway-denials-jwt-RS256', 'gateway-jwt-RS256')],
+      ['JWT route, 10,000 revocations vs none (RS256, Redis)', per('gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
@@ -483,7 +487,7 @@ end
   writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, memory, instructions }, null, 2))
   console.log(`\nwrote ${out}`)
   introspection.close()
-  if (denialsPrefix !== undefined) await deletePrefix(denialsPrefix)
+  for (const prefix of denialPrefixes) await deletePrefix(prefix)
 }
 
 const BENCH_REDIS_URL = process.env.BENCH_REDIS_URL ?? process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
