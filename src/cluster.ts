@@ -6,7 +6,7 @@ import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { flushLogger } from './logger.js'
 import { registerRevocationApi } from './admin/revocations.js'
-import { parseDenial, type Denial, type RevocationList } from './pipeline/authn/revocation.js'
+import { parseDenial, type Denial, type RevocationList } from './cache/revocation-list.js'
 
 const QUESTION = 'gateway:ask'
 const ANSWER = 'gateway:answer'

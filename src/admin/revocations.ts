@@ -2,7 +2,7 @@ import { timingSafeEqual, createHash } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { decodeJwt } from 'jose'
 import type { RevocationSettings } from '../config/revocation.js'
-import { tokenDigest, type Denial } from '../pipeline/authn/revocation.js'
+import { tokenDigest, type Denial } from '../cache/revocation-list.js'
 
 export interface RevocationApi {
   /** The settings in force (they follow reloads). */

@@ -4,7 +4,7 @@ import { ExpiringLru } from '../cache/lru.js'
 import { DUMMY_HASH, type ParsedHash } from './secret-hash.js'
 import { SecretVerifier, VerifierBusy } from './secret-verifier.js'
 import type { SigningKey } from './signing-keys.js'
-import type { RevocationList } from '../pipeline/authn/revocation.js'
+import type { RevocationList } from '../cache/revocation-list.js'
 
 export interface RegisteredClient {
   readonly clientId: string

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { occasionally } from '../log-throttle.js'
-import { parseDenial, type Denial, type RevocationList } from '../pipeline/authn/revocation.js'
+import { parseDenial, type Denial, type RevocationList } from './revocation-list.js'
 import { reconnectDelay } from './redis-store.js'
 
 /** Pending denials kept while Redis is away, sent once it is back. */

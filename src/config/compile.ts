@@ -22,7 +22,7 @@ import { AuthorizationServer, FailureThrottle, type RegisteredClient } from '../
 import { parseSecretHash } from '../authorization-server/secret-hash.js'
 import { SecretVerifier } from '../authorization-server/secret-verifier.js'
 import { generateSigningKey, loadSigningKey, type SigningKey } from '../authorization-server/signing-keys.js'
-import { RevocationList } from '../pipeline/authn/revocation.js'
+import { RevocationList } from '../cache/revocation-list.js'
 import { MAX_SET_BYTES, receiveSet } from '../pipeline/signals/ssf-receiver.js'
 import { ExpiringLru } from '../cache/lru.js'
 import { ConfigError, type ConfigIssue } from './errors.js'

@@ -2,7 +2,7 @@ import { jwtVerify } from 'jose'
 import type { EndpointRequest, EndpointResponse } from '../../authorization-server/server.js'
 import { ExpiringLru } from '../../cache/lru.js'
 import type { RemoteJwks } from '../authn/remote-jwks.js'
-import type { Denial, RevocationList } from '../authn/revocation.js'
+import type { Denial, RevocationList } from '../../cache/revocation-list.js'
 
 /** The CAEP events that end a subject's tokens. */
 export const SESSION_REVOKED = 'https://schemas.openid.net/secevent/caep/event-type/session-revoked'
