@@ -1,5 +1,4 @@
 import { generateKeyPairSync } from 'node:crypto'
-import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +7,7 @@ import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
 import { freePort } from '../helpers/redis.js'
+import { spawnGateway } from '../helpers/running.js'
 import { bearer, send } from '../helpers/servers.js'
 
 // RFC 7009 at the built-in authorization server: a token revoked there is
@@ -96,20 +96,8 @@ describe('revocation at the built-in authorization server', () => {
       .replace('issuers:\n', 'revocation: { api_token: "operator-token-0123456789-0123456789" }\n\nissuers:\n')
     const file = join(dir, 'gateway.yaml')
     await writeFile(file, text)
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/cli-entry.ts', 'start', '--config', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, GATEWAY_LISTEN: `127.0.0.1:${port}`, ADMIN_LISTEN: `127.0.0.1:${adminPort}`, PUBLIC_URL: url },
-    })
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    const gateway = await spawnGateway(file, { env: { GATEWAY_LISTEN: `127.0.0.1:${port}`, ADMIN_LISTEN: `127.0.0.1:${adminPort}`, PUBLIC_URL: url }, listening: 2 })
     try {
-      const end = Date.now() + 20_000
-      while ((out.match(/gateway listening/g) ?? []).length < 2) {
-        if (Date.now() > end) throw new Error(`workers did not start:\n${out}`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
       const t = await token(url)
       const before = await Promise.all(Array.from({ length: 20 }, () => send(url, { path: '/orders/1', headers: [bearer(t)] })))
       expect(before.map((r) => r.status)).toEqual(Array(20).fill(200))
@@ -118,7 +106,7 @@ describe('revocation at the built-in authorization server', () => {
       const after = await Promise.all(Array.from({ length: 20 }, () => send(url, { path: '/orders/1', headers: [bearer(t)] })))
       expect(after.map((r) => r.status)).toEqual(Array(20).fill(401))
       await new Promise((r) => setTimeout(r, 300)) // request lines are written in batches
-      const servedBy = new Set(out.split('\n').filter((l) => l.includes('"msg":"request"') && l.includes('token_revoked')).map((l) => (JSON.parse(l) as { worker: number }).worker))
+      const servedBy = new Set(gateway.output().split('\n').filter((l) => l.includes('"msg":"request"') && l.includes('token_revoked')).map((l) => (JSON.parse(l) as { worker: number }).worker))
       expect(servedBy).toEqual(new Set([1, 2]))
 
       // The operator API on the primary's admin listener reaches every worker too.
@@ -133,8 +121,8 @@ describe('revocation at the built-in authorization server', () => {
       const listed = (await send(admin, { path: '/revocations', headers: [auth] })).json<{ count: number }>()
       expect(listed.count).toBe(2)
     } finally {
-      child.kill('SIGTERM')
+      gateway.signal('SIGTERM')
     }
-    expect(await exited).toBe(0)
+    expect(await gateway.exited).toBe(0)
   }, 30_000)
 })

@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { freePort } from '../helpers/redis.js'
+import { spawnGateway } from '../helpers/running.js'
 import { send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
 
 // server.workers: several processes on one port, the primary serving the
@@ -28,22 +28,13 @@ upstreams: { api: { url: "${upstream.url}" } }
 routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
 `,
     )
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/cli-entry.ts', 'start', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()))
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()))
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve))
+    const gateway = await spawnGateway(file, { listening: 2 })
     try {
-      const end = Date.now() + 20_000
-      while ((out.match(/gateway listening/g) ?? []).length < 2) {
-        if (Date.now() > end) throw new Error(`workers did not start:\n${out}`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
       const url = `http://127.0.0.1:${port}`
       const results = await Promise.all(Array.from({ length: 60 }, () => send(url, { path: '/r' })))
       expect(results.every((r) => r.status === 200)).toBe(true)
       await new Promise((r) => setTimeout(r, 200))
-      const servedBy = new Set(out.split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => (JSON.parse(l) as { worker: number }).worker))
+      const servedBy = new Set(gateway.output().split('\n').filter((l) => l.includes('"msg":"request"')).map((l) => (JSON.parse(l) as { worker: number }).worker))
       expect(servedBy).toEqual(new Set([1, 2]))
       const admin = `http://127.0.0.1:${adminPort}`
       const metrics = (await send(admin, { path: '/metrics' })).body
@@ -61,7 +52,7 @@ routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
         const l = res.body.split('\n').find((x) => x.startsWith('gateway_requests_total{') && x.includes('route="r"'))
         return Number(l?.split(' ').at(-1) ?? 0)
       }
-      const pids = [...new Set(out.split('\n').filter((l) => l.includes('"msg":"gateway listening"')).map((l) => (JSON.parse(l) as { pid: number }).pid))]
+      const pids = [...new Set(gateway.output().split('\n').filter((l) => l.includes('"msg":"gateway listening"')).map((l) => (JSON.parse(l) as { pid: number }).pid))]
       process.kill(pids[0]!, 'SIGKILL')
       let last = 60
       const deadline = Date.now() + 4000
@@ -75,9 +66,9 @@ routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
       }
       expect(last).toBeGreaterThan(60)
     } finally {
-      child.kill('SIGTERM')
+      gateway.signal('SIGTERM')
     }
-    expect(await exited).toBe(0)
-    expect(out).toContain('"msg":"stopped"')
+    expect(await gateway.exited).toBe(0)
+    expect(gateway.output()).toContain('"msg":"stopped"')
   })
 })
