@@ -82,7 +82,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const metrics = options.metrics ?? new Metrics({ processMetrics: false })
   const redis = current.cache.redis
   const sharedStore = redis
-    ? new RedisStore({ url: redis.url, timeoutMs: redis.timeoutMs, logger: options.logger as never, onStatus: (up) => metrics.redisUp(up) })
+    ? new RedisStore({ topology: redis.topology, timeoutMs: redis.timeoutMs, logger: options.logger as never, onStatus: (up) => metrics.redisUp(up) })
     : undefined
   primeMetrics(metrics, current)
   const logTampered = occasionally(60_000, (count) =>
@@ -102,7 +102,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   const verifiedTokens = new VerifiedTokenCache(current.cache.memoryEntries, now)
   // With Redis, revocations reach every replica; one that may have missed some drops its token caches.
   const revocationBus = redis
-    ? new RevocationBus(redis.url, redis.keyPrefix, () => current.revocations, () => {
+    ? new RevocationBus(redis.topology, redis.keyPrefix, () => current.revocations, () => {
         verifiedTokens.clear()
         introspectionCache.forgetAll()
       }, options.logger)

@@ -1,5 +1,5 @@
-import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
+import { closeRedis, connectRedis, type RedisClient, type RedisTopology } from './redis-client.js'
 
 /** The tier shared by every gateway replica. Failures are misses, never errors. */
 export interface SharedStore {
@@ -11,7 +11,7 @@ export interface SharedStore {
 }
 
 export interface RedisStoreOptions {
-  readonly url: string
+  readonly topology: RedisTopology
   /** Longest wait for one command before the gateway goes on without Redis. */
   readonly timeoutMs: number
   readonly logger?: Logger | undefined
@@ -23,15 +23,8 @@ export const BREAKER_THRESHOLD = 3
 /** While open, Redis is probed (PING) this often. */
 export const BREAKER_PROBE_MS = 1000
 
-/** Reconnection backoff: 50 ms, doubling, at most 2 s between attempts, forever. */
-export function reconnectDelay(attempt: number): number {
-  return Math.min(50 * 2 ** Math.min(attempt, 6), 2000)
-}
-
 /**
- * Redis through ioredis (the URL may name a standalone server; Sentinel or
- * Cluster deployments get their own SharedStore over ioredis's clients).
- * Commands never queue while disconnected and never wait longer than the
+ * Redis through ioredis, on any topology (redis-client.ts). Commands never queue while disconnected and never wait longer than the
  * timeout: a slow or dead Redis degrades to the in-process tier and direct
  * introspection, and the client reconnects on its own.
  *
@@ -41,21 +34,14 @@ export function reconnectDelay(attempt: number): number {
  * and a PING probes it every BREAKER_PROBE_MS until one is answered.
  */
 export class RedisStore implements SharedStore {
-  private readonly client: Redis
+  private readonly client: RedisClient
   private lastUp = false
   private failures = 0
   private open = false
   private probe: NodeJS.Timeout | undefined
 
   constructor(private readonly options: RedisStoreOptions) {
-    this.client = new Redis(options.url, {
-      commandTimeout: options.timeoutMs,
-      connectTimeout: Math.max(options.timeoutMs * 10, 1000),
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      retryStrategy: reconnectDelay,
-      lazyConnect: false,
-    })
+    this.client = connectRedis(options.topology, { commandTimeoutMs: options.timeoutMs })
     this.client.on('ready', () => this.status(this.up))
     this.client.on('close', () => this.status(false))
     // Without a listener, ioredis errors would crash the process.
@@ -125,17 +111,6 @@ export class RedisStore implements SharedStore {
     this.closed = true
     clearTimeout(this.probe)
     this.client.removeAllListeners('close')
-    if (this.client.status !== 'ready') {
-      this.client.disconnect()
-      return
-    }
-    let timer: NodeJS.Timeout | undefined
-    try {
-      await Promise.race([this.client.quit(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('quit timed out')), 1000)))])
-    } catch {
-      this.client.disconnect()
-    } finally {
-      clearTimeout(timer)
-    }
+    await closeRedis(this.client)
   }
 }

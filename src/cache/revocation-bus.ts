@@ -1,9 +1,8 @@
 import { createHash } from 'node:crypto'
-import { Redis } from 'ioredis'
 import type { Logger } from 'pino'
 import { occasionally } from '../log-throttle.js'
 import { parseDenial, type Denial, type RevocationList } from './revocation-list.js'
-import { reconnectDelay } from './redis-store.js'
+import { connectRedis, getMany, isReady, scanKeys, type RedisClient, type RedisTopology } from './redis-client.js'
 
 /** Pending denials kept while Redis is away, sent once it is back. */
 const MAX_PENDING = 10_000
@@ -21,23 +20,22 @@ const MAX_SYNC = 1_000_000
  * once and are sent when it is back.
  */
 export class RevocationBus {
-  private readonly commands: Redis
-  private readonly subscriber: Redis
+  private readonly commands: RedisClient
+  private readonly subscriber: RedisClient
   private readonly channel: string
   private readonly pending: Denial[] = []
   private connectedOnce = false
   private readonly warned = new Map<string, () => void>()
 
   constructor(
-    url: string,
+    private readonly topology: RedisTopology,
     private readonly prefix: string,
     private readonly list: () => RevocationList,
     private readonly onGap: () => void,
     private readonly logger?: Logger,
   ) {
-    const options = { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: reconnectDelay, connectTimeout: 2000 }
-    this.commands = new Redis(url, options)
-    this.subscriber = new Redis(url, { ...options, enableOfflineQueue: true })
+    this.commands = connectRedis(topology, { commandTimeoutMs: 2000 })
+    this.subscriber = connectRedis(topology, { queueWhileDisconnected: true })
     this.channel = `${prefix}revocations`
     for (const client of [this.commands, this.subscriber]) client.on('error', (err: Error) => logger?.debug({ err: { message: err.message } }, 'redis error (revocations)'))
     this.subscriber.on('message', (_channel: string, text: string) => this.heard(text))
@@ -47,7 +45,7 @@ export class RevocationBus {
 
   /** Stores and publishes a denial made in this process. */
   publish(denial: Denial): void {
-    if (this.commands.status !== 'ready') {
+    if (!isReady(this.commands)) {
       if (this.pending.length < MAX_PENDING) this.pending.push(denial)
       this.warn('redis unavailable: revocations apply here and are shared once it is back')
       return
@@ -109,23 +107,19 @@ export class RevocationBus {
     await this.sync()
   }
 
-  /** Reads every stored denial (SCAN, then GET in batches) into the list. */
+  /** Reads every stored denial (SCAN on every master, then GET in batches) into the list. */
   async sync(): Promise<number> {
-    const reader = this.subscriber.duplicate({ enableOfflineQueue: true })
+    const reader = connectRedis(this.topology, { queueWhileDisconnected: true })
     reader.on('error', () => undefined)
     let read = 0
     try {
-      let cursor = '0'
-      do {
-        const [next, keys] = await reader.scan(cursor, 'MATCH', `${this.prefix}revoked:*`, 'COUNT', 1000)
-        cursor = next
-        if (keys.length === 0) continue
-        for (const text of await reader.mget(...keys)) {
+      for await (const keys of scanKeys(reader, `${this.prefix}revoked:*`)) {
+        for (const text of await getMany(reader, keys)) {
           if (text === null) continue
           this.heard(text)
           if (++read >= MAX_SYNC) return read
         }
-      } while (cursor !== '0')
+      }
     } catch (err) {
       this.warn('stored revocations could not be read', { cause: (err as Error).message })
     } finally {

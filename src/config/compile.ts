@@ -33,6 +33,7 @@ import { compileCors } from './cors.js'
 import { assertionClaimNames, compileAssertionSigner, compileUpstreamAssertion } from './assertion.js'
 import { compileUpstreamTls } from './upstream-tls.js'
 import { compileRevocation, type RevocationSettings } from './revocation.js'
+import { compileRedis, type CompiledRedis } from './redis.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
@@ -126,7 +127,7 @@ export interface CompiledConfig {
   readonly warnings: readonly ConfigIssue[]
   /** Read once at start: changing them needs a restart. */
   readonly cache: {
-    readonly redis: { readonly url: string; readonly keyPrefix: string; readonly timeoutMs: number } | undefined
+    readonly redis: CompiledRedis | undefined
     readonly memoryEntries: number
   }
 }
@@ -213,6 +214,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     report(['identity_assertion'], 'with several workers, assertion keys must come from files: each process would generate a key of its own, and the JWKS would publish one of them')
   }
   const limits = compileLimits(config.limits, report)
+  const redis = config.cache?.redis ? compileRedis(config.cache.redis, ['cache', 'redis'], report) : undefined
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
   const foldCase = (p: string) => (caseInsensitive ? foldPathCase(p) : p)
   const upstreams = new Map<string, CompiledUpstream>()
@@ -445,13 +447,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     files: Object.freeze(files),
     warnings,
     cache: Object.freeze({
-      redis: config.cache?.redis
-        ? {
-            url: config.cache.redis.url,
-            keyPrefix: config.cache.redis.key_prefix ?? DEFAULTS.redisKeyPrefix,
-            timeoutMs: parseDuration(config.cache.redis.timeout ?? DEFAULTS.redisTimeout),
-          }
-        : undefined,
+      redis,
       memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,
     }),
   })

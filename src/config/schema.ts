@@ -5,6 +5,7 @@ import { UpstreamTlsSchema } from './upstream-tls.js'
 import { RevocationSchema } from './revocation.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
+import { RedisSchema } from './redis.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -27,9 +28,7 @@ export const DEFAULTS = {
   introspectionNegativeTtl: '30s',
   discoveryTimeout: '5s',
   memoryCacheEntries: 100_000,
-  redisKeyPrefix: 'gateway:',
   drainTimeout: '25s',
-  redisTimeout: '100ms',
   asTokenLifetime: '10m',
   asThrottleFailures: 5,
   asThrottleClientFailures: 100,
@@ -417,23 +416,7 @@ export const ConfigSchema = Type.Object(
     cache: Type.Optional(
       Type.Object(
         {
-          redis: Type.Optional(
-            Type.Object(
-              {
-                url: Type.String({ pattern: '^rediss?://', description: 'redis:// or rediss:// URL (user, password and db number may be included)' }),
-                key_prefix: Type.Optional(Type.String({ minLength: 1, default: DEFAULTS.redisKeyPrefix })),
-                timeout: Type.Optional(duration(DEFAULTS.redisTimeout, 'longest wait for one Redis command before going on without it')),
-                integrity_key: Type.Optional(
-                  Type.String({
-                    minLength: 32,
-                    description:
-                      'a secret shared by the replicas (at least 32 characters, from ${ENV}); the seal of every shared value (an HMAC over the whole record, its key and its expiry) is made under it and the token, so that write access to Redis cannot forge or alter a result, not even for a token one holds',
-                  }),
-                ),
-              },
-              { ...strict, description: 'the introspection cache shared by every replica; without it each process caches alone' },
-            ),
-          ),
+          redis: Type.Optional(RedisSchema),
           memory: Type.Optional(
             Type.Object(
               { max_entries: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.memoryCacheEntries, description: 'bound of the in-process token cache' })) },

@@ -230,7 +230,7 @@ describe('deploy/compose.yaml', () => {
     expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'grafana', 'prometheus', 'redis'])
     const gw = compose.services.gateway
     const config = await compileConfig(parseConfig(readFileSync('deploy/compose/gateway.yaml', 'utf8'), 'deploy/compose/gateway.yaml', gw.environment))
-    expect(config.cache.redis?.url).toBe('redis://redis:6379')
+    expect(config.cache.redis?.topology).toEqual({ kind: 'standalone', url: 'redis://redis:6379' })
     expect(gw.volumes[0]).toBe('./compose:/etc/gateway:ro')
     expect(gw.ports).toEqual([`127.0.0.1:${config.server.port}:${config.server.port}`, `127.0.0.1:${config.admin.port}:${config.admin.port}`])
     const prometheus = parse(readFileSync('deploy/prometheus/prometheus.yml', 'utf8')) as Doc
