@@ -247,6 +247,17 @@ routes:
         - { claim: realm_access.roles, contains: staff }
         - { claim: email_verified, equals: true }
   - { id: opaque, match: { path: /opaque }, upstream: up, auth: { issuers: [opaque], scopes: { all_of: [read] } } }
+  # One limit by identity that never refuses: what a decision costs (in Redis when it is configured).
+  - id: limited
+    match: { path: /limited }
+    upstream: up
+    auth: { issuers: [jwt], scopes: { all_of: [read] } }
+    rate_limits: [{ id: per-client, requests: 1000000000, per: 1h, by: [client_id] }]
+  - id: limited-batched
+    match: { path: /limited-batched }
+    upstream: up
+    auth: { issuers: [jwt], scopes: { all_of: [read] } }
+    rate_limits: [{ id: per-client, requests: 1000000000, per: 1h, by: [client_id], batch: 100 }]
 `,
     )
     return file
@@ -273,7 +284,8 @@ routes:
   // The cost of the denial check: the same gateway, with Redis, once with no revocations and once with
   // 10,000 in force (read from Redis at start); both separate processes, so the pair differs in that alone.
   const denialPrefixes: string[] = []
-  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-revocations') || 'gateway-revocations'.startsWith(o))) {
+  // The rate-limit rows run in the first of them (the JWT route beside them is their baseline).
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-revocations') || 'gateway-revocations'.startsWith(o) || o.startsWith('gateway-ratelimit'))) {
     for (const [name, count] of [['gateway-revocations-none', 0], ['gateway-revocations-10k', Number(process.env.BENCH_DENIALS ?? 10_000)]] as const) {
       const prefix = await seedDenials(ISSUER, count)
       if (prefix === undefined) {
@@ -287,9 +299,13 @@ routes:
       children.push(child)
       await waitForPort(port, child, name)
       await new Promise((r) => setTimeout(r, 500)) // stored revocations are read back once subscribed
-      const scenario = { name: `${name}-jwt-RS256`, path: '/jwt', headers: bearer(tokens.RS256) }
-      targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
-      counted.push({ process: name, args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
+      const scenarios = [{ name: `${name}-jwt-RS256`, path: '/jwt', headers: bearer(tokens.RS256) }]
+      if (count === 0) {
+        scenarios.push({ name: 'gateway-ratelimit-RS256', path: '/limited', headers: bearer(tokens.RS256) })
+        scenarios.push({ name: 'gateway-ratelimit-batched-RS256', path: '/limited-batched', headers: bearer(tokens.RS256) })
+      }
+      for (const scenario of scenarios) targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
+      counted.push({ process: name, args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios })
     }
   }
 
@@ -440,6 +456,8 @@ end
     { ...compare('JWT route + 3 claim rules / JWT route (RS256)', 'gateway-jwt-rules-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('JWT route + signed assertion / JWT route (RS256)', 'gateway-jwt-assertion-RS256', 'gateway-jwt-RS256'), goal: 0.85 },
     { ...compare('JWT route, 10,000 revocations / none (RS256, Redis)', 'gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.95 },
+    { ...compare('JWT route + 1 limit in Redis / JWT route (RS256, Redis)', 'gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
+    { ...compare('JWT route + 1 limit, batch 100 / JWT route (Redis)', 'gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -462,6 +480,12 @@ end
     console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ${t.rounds.padStart(9)}  ≥ ${t.goal}  ${t.value >= t.goal ? 'met' : 'NOT met'}`)
   }
   for (const t of context) if (t.value !== undefined) console.log(`${t.check.padEnd(50)} ${t.value.toFixed(2).padStart(5)}  ${t.rounds.padStart(9)}`)
+  // What a rate-limit decision adds to the slowest answers (medians of the rounds' p99).
+  for (const [label, name] of [['1 limit in Redis', 'gateway-ratelimit-RS256'], ['1 limit, batch 100', 'gateway-ratelimit-batched-RS256']] as const) {
+    const base = summary['gateway-revocations-none-jwt-RS256']
+    const with_ = summary[name]
+    if (base && with_) console.log(`p99 added by ${label}: ${(with_.p99_ms - base.p99_ms).toFixed(2)} ms (${base.p99_ms.toFixed(2)} → ${with_.p99_ms.toFixed(2)})`)
+  }
   if (instructions) {
     // Fewer instructions is faster: each ratio is the baseline's count over the gateway's.
     const per = (a: string, b: string) => (instructions![a] && instructions![b] ? Math.round((instructions![b] / instructions![a]) * 100) / 100 : undefined)
@@ -474,6 +498,8 @@ end
       ['JWT route + 3 claim rules vs JWT route (RS256)', per('gateway-jwt-rules-RS256', 'gateway-jwt-RS256')],
       ['JWT route + signed assertion vs JWT route (RS256)', per('gateway-jwt-assertion-RS256', 'gateway-jwt-RS256')],
       ['JWT route, 10,000 revocations vs none (RS256, Redis)', per('gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256')],
+      ['JWT route + 1 limit in Redis vs JWT route (Redis)', per('gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256')],
+      ['JWT route + 1 limit, batch 100 vs JWT route (Redis)', per('gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)

@@ -18,6 +18,8 @@ import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/i
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { bodyBytesRelayed, Forwarder } from './pipeline/forward/upstream.js'
 import { bodyBytesRead, bodyUnread } from './pipeline/body/receive.js'
+import { RateLimiter, rateLimitHeaders, type RateLimitObserver } from './pipeline/ratelimit/limiter.js'
+import { LocalBuckets, RedisBuckets } from './cache/rate-limit-store.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -108,6 +110,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       }, options.logger)
     : undefined
   if (revocationBus) current.revocations.relay = (denial) => revocationBus.publish(denial)
+  // Buckets live in Redis when it is configured, else here; they outlive reloads.
+  const limiter = new RateLimiter(
+    sharedStore && redis ? new RedisBuckets(sharedStore, redis.keyPrefix, redis.waitReplicas) : undefined,
+    new LocalBuckets(current.rateLimits.maxBuckets),
+    rateLimitObserver(metrics, log),
+    now,
+  )
   const limits = current.limits
   const forwarder = new Forwarder({ bufferBytes: limits.bodyBufferBytes, bufferTotalBytes: limits.bodyBufferTotalBytes })
 
@@ -181,6 +190,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       reason: undefined,
       rule: undefined,
       cors: undefined,
+      rateLimit: undefined,
       readAt: socket?.bytesRead ?? 0,
     }
     reply.raw.once('close', () => record(request, reply))
@@ -189,6 +199,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Replies fastify sends carry the id here; forwarded ones get it from the forwarder.
   app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id)
+    const limited = rateLimitHeaders(request.outcome?.rateLimit)
+    if (limited !== undefined) reply.headers(limited)
     done(null, payload)
   })
 
@@ -215,7 +227,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     const headers = unread || cors ? { ...answer.headers, ...cors, ...(unread ? { connection: 'close' } : {}) } : answer.headers
     if (!reply.sent) return reply.code(answer.status).headers(headers).send(answer.body)
     if (!reply.raw.headersSent) {
-      reply.raw.writeHead(answer.status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
+      reply.raw.writeHead(answer.status, { ...headers, ...rateLimitHeaders(request.outcome?.rateLimit), 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
       reply.raw.end(JSON.stringify(answer.body))
     }
     return undefined
@@ -258,7 +270,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
-  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }, forwarder, fail))
+  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail))
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
@@ -273,12 +285,33 @@ function bytesIn(req: IncomingMessage, o: RequestOutcome | null): number {
 /** Zero series for a configuration's routes and issuers, and which configuration is in force. */
 function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
   metrics.prime({
-    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected', rules: r.auth.kind === 'protected' ? r.auth.claimRules.map((x) => x.id) : [] })),
+    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected', rules: r.auth.kind === 'protected' ? r.auth.claimRules.map((x) => x.id) : [],
+      limits: r.rateLimits ? [...r.rateLimits.byAddress, ...r.rateLimits.byIdentity].map((l) => ({ id: l.id, mode: l.onRedisError })) : [],
+    })),
     issuers: [...config.issuers.keys()],
     redis: config.cache.redis !== undefined,
     hash: config.hash,
     tlsUpstreams: [...new Set(config.router.routes.flatMap((r) => (r.upstream.kind === 'http' && r.upstream.tls ? [r.upstream.id] : [])))],
   })
+}
+
+/** Rate-limit decisions into the metrics; a Redis that does not answer is logged at most once a minute per limit. */
+function rateLimitObserver(metrics: Metrics, log: FastifyBaseLogger): RateLimitObserver {
+  const warned = new Map<string, () => void>()
+  return {
+    rateLimitDecided: (route, limit, decision) => metrics.rateLimitDecided(route, limit, decision),
+    rateLimitStoreSeconds: (seconds) => metrics.rateLimitStoreSeconds(seconds),
+    rateLimitStoreFailed(route, limit, mode) {
+      metrics.rateLimitStoreFailed(route, limit, mode)
+      const key = `${route}\u0000${limit}`
+      let report = warned.get(key)
+      if (report === undefined) {
+        if (warned.size > 10_000) warned.clear()
+        warned.set(key, (report = occasionally(60_000, (count) => log.warn({ route, limit, on_redis_error: mode, count }, 'rate limit: Redis did not answer; on_redis_error applied'))))
+      }
+      report()
+    },
+  }
 }
 
 /** How long a refused client may go on sending its unread body before its connection is cut. */

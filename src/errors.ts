@@ -41,8 +41,11 @@ export type ErrorCode =
   | 'cors_refused'
   // nothing to send it to (404)
   | 'route_not_found'
+  // too many requests for a rate limit (429)
+  | 'rate_limited'
   // something we depend on failed: never a reason to allow (5xx)
   | 'dependency_unavailable'
+  | 'rate_limit_unavailable'
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'upstream_saturated'

@@ -16,6 +16,7 @@ import { corsHeaders, isPreflight, preflight, type CorsHeaders } from './pipelin
 import { checkClaimRules } from './pipeline/policy/claim-rules.js'
 import { checkStepUp } from './pipeline/policy/step-up.js'
 import { checkNotRevoked } from './pipeline/authn/revocation.js'
+import type { RateLimiter, RateLimitHeaders } from './pipeline/ratelimit/limiter.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -39,6 +40,8 @@ export interface RequestOutcome {
   rule: string | undefined
   /** CORS headers every answer to this request carries (the route has CORS). */
   cors: CorsHeaders | undefined
+  /** The RateLimit-Policy and RateLimit members every answer carries (the route has limits and their headers). */
+  rateLimit: RateLimitHeaders | undefined
   /** The connection's byte count when the request began (its head already read). */
   readAt: number
 }
@@ -51,13 +54,14 @@ declare module 'fastify' {
 
 /**
  * The request pipeline, in order:
- * normalise → match (a CORS preflight is answered here) → extract token →
- * authenticate → step-up → scopes → claim rules → headers → forward.
+ * normalise → match (a CORS preflight is answered here) → limit (by address)
+ * → extract token → authenticate → step-up → scopes → claim rules → limit
+ * (by identity) → headers → forward.
  * Each stage is a module of its own under src/pipeline/; this is the only
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource, authn: AuthnContext, forwarder: Forwarder, fail: FailRequest) {
+export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest) {
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = source.current
     const outcome = request.outcome!
@@ -94,6 +98,12 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
     }
     checkOverride(override, route.methodOverride, servedAs)
     refuseDeclaredOversize(request.raw, route.maxBodyBytes)
+    // Limits by address run before the token is looked at: they protect the verifier.
+    const limits = route.rateLimits
+    if (limits !== undefined) {
+      if (limits.headers) outcome.rateLimit = { policy: [], current: [] }
+      if (limits.byAddress.length > 0) await limiter.check(route.id, limits.byAddress, { ip: request.ip, principal: undefined }, outcome.rateLimit)
+    }
 
     let identity: Readonly<Record<string, string>> | null = null
     let principal: Principal | undefined
@@ -117,6 +127,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, forward
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization
     }
+    // Limits by identity count authorized requests only.
+    if (limits !== undefined && limits.byIdentity.length > 0) await limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit)
 
     // Allowed so far, from the headers alone. A form body is read only now
     // (bounded) where it could carry a second token or a method override.

@@ -37,6 +37,8 @@ import { compileRedis, type CompiledRedis } from './redis.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
+import type { RouteRateLimits } from '../pipeline/ratelimit/limiter.js'
+import { compileRateLimits, compileRouteRateLimits, rateLimitClaimNames, type CompiledRateLimits } from './rate-limits.js'
 import { DEFAULTS, type Config, type IssuerConfig, type ScopeRequirementConfig, type ValidationMode } from './schema.js'
 
 export type CompiledUpstream = Target
@@ -64,6 +66,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly methodOverride: OverridePolicy
   /** The route's CORS policy (its own or the global one), when it has one. */
   readonly cors: CorsPolicy | undefined
+  /** The route's rate limits, when it has any. */
+  readonly rateLimits: RouteRateLimits | undefined
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
@@ -125,6 +129,8 @@ export interface CompiledConfig {
   readonly notices: readonly string[]
   /** Legal but likely mistakes, located: `validate` prints them, `start` logs them. */
   readonly warnings: readonly ConfigIssue[]
+  /** Rate-limit settings (each route carries its own limits). */
+  readonly rateLimits: CompiledRateLimits
   /** Read once at start: changing them needs a restart. */
   readonly cache: {
     readonly redis: CompiledRedis | undefined
@@ -195,6 +201,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       ...Object.keys(config.identity_headers?.claims ?? {}),
       ...config.routes.flatMap((r) => (r.auth === 'public' ? [] : [...claimNamesRead(r.auth.claims), ...(r.auth.step_up ? STEP_UP_CLAIMS : [])])),
       ...assertionClaimNames(config.identity_assertion),
+      ...rateLimitClaimNames(config.rate_limits, config.routes.map((r) => r.rate_limits)),
       // Revocations name tokens by jti, or by subject or client before a time (iat).
       'jti',
       'iat',
@@ -215,6 +222,10 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   }
   const limits = compileLimits(config.limits, report)
   const redis = config.cache?.redis ? compileRedis(config.cache.redis, ['cache', 'redis'], report) : undefined
+  const workers = config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1)
+  const rateLimits = compileRateLimits(config.rate_limits, workers, report)
+  // Built-in endpoints (the token endpoint…) keep the default limits by address.
+  const builtinLimits = compileRouteRateLimits(rateLimits, undefined, undefined, { id: '@builtin', isProtected: false }, ['rate_limits'], report)
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
   const foldCase = (p: string) => (caseInsensitive ? foldPathCase(p) : p)
   const upstreams = new Map<string, CompiledUpstream>()
@@ -358,11 +369,12 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       maxBodyBytes: r.max_body_bytes ?? limits.maxBodyBytes,
       methodOverride: r.method_override ?? 'refuse',
       cors,
+      rateLimits: compileRouteRateLimits(rateLimits, r.rate_limits, r.rate_limit_headers, { id: r.id, isProtected: auth.kind === 'protected' }, at(), report),
     })
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
-  const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report)
+  const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report, builtinLimits)
   const revocations = options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList()
   const signalsSeen = options.previous?.signalsSeen ?? new ExpiringLru<true>(100_000)
   const signals = config.revocation?.signals
@@ -389,7 +401,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     }
     if (pattern) {
       const respond = (req: Parameters<typeof receiveSet>[0]) => receiveSet(req, settings)
-      routes.push({ id: '@ssf:events', methods: ['POST'], host: null, pattern, upstream: { kind: 'builtin', id: '@ssf:events', respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: MAX_SET_BYTES, methodOverride: 'refuse', cors: undefined })
+      routes.push({ id: '@ssf:events', methods: ['POST'], host: null, pattern, upstream: { kind: 'builtin', id: '@ssf:events', respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: MAX_SET_BYTES, methodOverride: 'refuse', cors: undefined, rateLimits: builtinLimits })
     }
   }
 
@@ -430,7 +442,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
       drainTimeoutMs: parseDuration(config.server?.drain_timeout ?? DEFAULTS.drainTimeout),
       caseInsensitivePaths: caseInsensitive,
-      workers: config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1),
+      workers,
     }),
     admin: Object.freeze(adminListen),
     limits,
@@ -446,6 +458,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     revocation: compileRevocation(config.revocation),
     files: Object.freeze(files),
     warnings,
+    rateLimits,
     cache: Object.freeze({
       redis,
       memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,
@@ -577,7 +590,13 @@ function parseUrl(value: string, path: FieldPath, report: (path: FieldPath, mess
 }
 
 /** The endpoints the gateway serves itself, as public routes (ids start with "@", which config ids cannot). */
-function builtinRoutes(config: Config, routes: CompiledRoute[], as: AuthorizationServer | undefined, report: (path: FieldPath, message: string) => void): string | undefined {
+function builtinRoutes(
+  config: Config,
+  routes: CompiledRoute[],
+  as: AuthorizationServer | undefined,
+  report: (path: FieldPath, message: string) => void,
+  rateLimits: RouteRateLimits | undefined,
+): string | undefined {
   let failed = false
   const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) => {
     let pattern
@@ -589,7 +608,7 @@ function builtinRoutes(config: Config, routes: CompiledRoute[], as: Authorizatio
       report(id.startsWith('@as') ? ['authorization_server', 'issuer'] : ['protected_resource', 'resource'], `its path cannot be served (${err.message})`)
       return
     }
-    routes.push({ id, methods, host: null, pattern, upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse', cors: undefined })
+    routes.push({ id, methods, host: null, pattern, upstream: { kind: 'builtin', id, respond }, stripPrefix: null, auth: { kind: 'public' }, maxBodyBytes: config.server?.body_limit ?? DEFAULTS.bodyLimit, methodOverride: 'refuse', cors: undefined, rateLimits })
   }
   if (as) {
     add('@as:token', as.paths.token, ['POST'], (req) => as.token(req))

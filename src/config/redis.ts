@@ -47,6 +47,15 @@ export const RedisSchema = Type.Object(
     password: Type.Optional(Type.String({ minLength: 1, description: 'password of the data nodes, from ${ENV} (sentinel or cluster; a url carries its own)' })),
     db: Type.Optional(Type.Integer({ minimum: 0, maximum: 15, description: 'database number (sentinel only: a cluster has one database, a url carries its own)' })),
     tls: Type.Optional(Type.Boolean({ default: false, description: 'TLS to every node (sentinel or cluster; a url says rediss://)' })),
+    wait_replicas: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 16,
+        default: 0,
+        description:
+          'rate-limit decisions count only once this many replicas have them (WAIT, same round trip), so that a Sentinel or Cluster failover loses none; one not acknowledged within a quarter of the timeout is handled as Redis not answering (on_redis_error), and what it took is given back',
+      }),
+    ),
     key_prefix: Type.Optional(Type.String({ minLength: 1, default: REDIS_DEFAULTS.keyPrefix })),
     timeout: Type.Optional(Type.String({ pattern: '^[0-9]+(ms|s|m|h)$', default: REDIS_DEFAULTS.timeout, description: 'longest wait for one Redis command before going on without it' })),
     integrity_key: Type.Optional(
@@ -69,6 +78,8 @@ export interface CompiledRedis {
   readonly topology: RedisTopology
   readonly keyPrefix: string
   readonly timeoutMs: number
+  /** Replicas a decision must reach before it counts (WAIT). */
+  readonly waitReplicas: number
 }
 
 type Report = (path: FieldPath, message: string) => void
@@ -140,6 +151,7 @@ export function compileRedis(config: RedisConfig, at: FieldPath, report: Report)
     topology,
     keyPrefix: config.key_prefix ?? REDIS_DEFAULTS.keyPrefix,
     timeoutMs: parseDuration(config.timeout ?? REDIS_DEFAULTS.timeout),
+    waitReplicas: config.wait_replicas ?? 0,
   }
 }
 

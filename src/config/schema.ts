@@ -6,6 +6,7 @@ import { RevocationSchema } from './revocation.js'
 import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 import { RedisSchema } from './redis.js'
+import { RateLimitsSchema, RouteRateLimitsSchema } from './rate-limits.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -173,6 +174,8 @@ const Route = Type.Object(
       }),
     ),
     cors: Type.Optional(RouteCorsSchema),
+    rate_limits: Type.Optional(RouteRateLimitsSchema),
+    rate_limit_headers: Type.Optional(Type.Boolean({ description: 'answers carry RateLimit-Policy and RateLimit (default: rate_limits.headers)' })),
   },
   { ...strict, description: 'a route rule' },
 )
@@ -430,6 +433,7 @@ export const ConfigSchema = Type.Object(
     cors: Type.Optional(CorsSchema),
     identity_assertion: Type.Optional(IdentityAssertionSchema),
     revocation: Type.Optional(RevocationSchema),
+    rate_limits: Type.Optional(RateLimitsSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

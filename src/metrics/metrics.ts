@@ -45,6 +45,9 @@ export class Metrics implements Observer {
   readonly jwksFetches: CounterSeries
   readonly jwksKeysRejectedTotal: CounterSeries
   readonly reloads: CounterSeries
+  readonly rateLimitDecisions: CounterSeries
+  readonly rateLimitStoreDuration: HistogramSeries
+  readonly rateLimitStoreFailures: CounterSeries
   readonly lastReload: Gauge
   private redisGauge: Gauge | undefined
   readonly redisConfigured: Gauge
@@ -127,6 +130,25 @@ export class Metrics implements Observer {
       ['issuer', 'reason'],
       this.registry,
     )
+    this.rateLimitDecisions = new CounterSeries(
+      'gateway_rate_limit_decisions_total',
+      'Rate-limit decisions, by route, limit id and decision (allowed, limited: 429, unavailable: 503 because Redis did not answer and the limit says deny).',
+      ['route', 'limit', 'decision'],
+      this.registry,
+    )
+    this.rateLimitStoreDuration = new HistogramSeries(
+      'gateway_rate_limit_redis_duration_seconds',
+      'Time of one rate-limit script call to Redis (answered calls only).',
+      [],
+      LATENCY_BUCKETS,
+      this.registry,
+    )
+    this.rateLimitStoreFailures = new CounterSeries(
+      'gateway_rate_limit_redis_failures_total',
+      'Rate-limit decisions Redis did not answer, by route, limit id and the on_redis_error mode applied (allow, deny, local).',
+      ['route', 'limit', 'mode'],
+      this.registry,
+    )
     this.reloads = new CounterSeries('gateway_config_reloads_total', 'Configuration reloads, by outcome (success, failure).', ['outcome'], this.registry)
     // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
     this.lastReload = new Gauge({
@@ -158,7 +180,7 @@ export class Metrics implements Observer {
    * at start and on every reload. Also records which configuration is in force.
    */
   prime(config: {
-    routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[] }>
+    routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[]; limits?: readonly { id: string; mode: string }[] }>
     issuers: readonly string[]
     redis: boolean
     hash: string
@@ -176,6 +198,10 @@ export class Metrics implements Observer {
       if (route.protected) for (const reason of ['token_missing', 'scope_insufficient', 'dependency_unavailable']) this.decisions.inc([route.id, 'deny', reason], 0)
       this.decisions.inc([route.id, 'deny', 'upstream_unavailable'], 0)
       for (const rule of route.rules) this.claimRuleDenials.inc([route.id, rule], 0)
+      for (const limit of route.limits ?? []) {
+        for (const d of ['allowed', 'limited']) this.rateLimitDecisions.inc([route.id, limit.id, d], 0)
+        if (config.redis) this.rateLimitStoreFailures.inc([route.id, limit.id, limit.mode], 0)
+      }
     }
     for (const issuer of config.issuers) {
       for (const o of ['success', 'failure'] as const) this.jwksFetches.inc([issuer, o], 0)
@@ -242,6 +268,18 @@ export class Metrics implements Observer {
     this.redisGauge?.set(up ? 1 : 0)
   }
 
+  rateLimitDecided(route: string, limit: string, decision: string): void {
+    this.rateLimitDecisions.inc([route, limit, decision])
+  }
+
+  rateLimitStoreSeconds(seconds: number): void {
+    this.rateLimitStoreDuration.observe([], seconds)
+  }
+
+  rateLimitStoreFailed(route: string, limit: string, mode: string): void {
+    this.rateLimitStoreFailures.inc([route, limit, mode])
+  }
+
   reload(outcome: 'success' | 'failure'): void {
     this.reloads.inc([outcome])
     if (outcome === 'success') this.lastReload.setToCurrentTime()
@@ -262,6 +300,9 @@ export const METRIC_NAMES = [
   'gateway_token_cache_integrity_failures_total',
   'gateway_jwks_fetches_total',
   'gateway_jwks_keys_rejected_total',
+  'gateway_rate_limit_decisions_total',
+  'gateway_rate_limit_redis_duration_seconds',
+  'gateway_rate_limit_redis_failures_total',
   'gateway_config_reloads_total',
   'gateway_config_last_reload_success_timestamp_seconds',
   'gateway_redis_up',

@@ -124,6 +124,11 @@ export class HistogramSeries {
     entry.count++
   }
 
+  /** The number of observations of one series (0 when there was none). */
+  count(values: readonly string[]): number {
+    return this.series.get(values).count
+  }
+
   async get(): Promise<Snapshot> {
     const values: Value[] = []
     for (const s of this.series.all) {

@@ -14,7 +14,7 @@ import { HTTP_BY_CODE } from '../http/error-reply.js'
 import { checkClaimRules } from '../pipeline/policy/claim-rules.js'
 import { checkStepUp } from '../pipeline/policy/step-up.js'
 import { corsHeaders, isPreflight, preflight, type CorsPolicy } from '../pipeline/cors/cors.js'
-import { describeAuth } from './routes.js'
+import { describeAuth, describeRateLimits } from './routes.js'
 
 export interface ExplainInput {
   readonly method: string
@@ -72,6 +72,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
     lines.push(`route: ${route.id} (${route.methods?.join(',') ?? 'any method'} ${route.pattern.source}${route.host ? ` on ${route.host}` : ''})`)
     if (Object.keys(match.params).length) lines.push(`params: ${JSON.stringify(match.params)}`)
     lines.push(`requires: ${describeAuth(route)}`)
+    if (route.rateLimits !== undefined) lines.push(`rate limits: ${describeRateLimits(route, config.cache.redis !== undefined)} (not counted here)`)
     if (input.origin !== undefined) lines.push(`cors: ${describeCors(route.cors, input.origin)}`)
     const upstream = route.upstream.kind === 'http' ? route.upstream.base + upstreamPath(route, target.path) + target.query : `(${route.upstream.kind})`
     if (route.auth.kind === 'protected') {

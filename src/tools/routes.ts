@@ -1,6 +1,7 @@
 import type { CompiledConfig, CompiledRoute } from '../config/compile.js'
 import type { ScopeRule } from '../pipeline/authz/scopes.js'
 import type { Segment } from '../pipeline/match/pattern.js'
+import type { RateLimitRule } from '../pipeline/ratelimit/limiter.js'
 
 const SEGMENT_RANK: Record<Segment['kind'], number> = { static: 0, param: 1, wildcard: 3 }
 const END_RANK = 2 // a pattern that ends here sits between :param and *
@@ -51,6 +52,28 @@ export function describeAuth(route: CompiledRoute): string {
   return `${issuers}: ${describeRule(route.auth.scopes.all)}${extra}${policy.map((p) => `; ${p}`).join('')}`
 }
 
+/** A route's auth, and its limits when it has any (the routes table). */
+function describeAccess(route: CompiledRoute): string {
+  const limits = route.rateLimits
+  if (limits === undefined) return describeAuth(route)
+  return `${describeAuth(route)}; limits ${[...limits.byAddress, ...limits.byIdentity].map((r) => `${r.id} ${r.requests}/${r.perSeconds}s`).join(',')}`
+}
+
+/** A route's rate limits, in words ("per-client 5/10s burst 5 by client_id (redis: local)"). */
+export function describeRateLimits(route: CompiledRoute, shared: boolean): string {
+  const limits = route.rateLimits
+  if (limits === undefined) return 'none'
+  const one = (r: RateLimitRule) => {
+    const by = r.by.map((p) => (p.kind === 'claim' ? `claim:${p.name}` : p.kind)).join('+')
+    const where = shared ? `in Redis${r.batch > 1 ? `, batch ${r.batch}` : ''}, on_redis_error ${r.onRedisError}` : `per process: ${Math.max(1, Math.floor(r.burst / r.processes))} at once, ${r.requests}/${r.processes} per ${r.perSeconds}s`
+    return `${r.id} ${r.requests}/${r.perSeconds}s burst ${r.burst} by ${by}${r.scope === 'default' ? ' (default, shared by routes)' : ''} (${where})`
+  }
+  return [
+    ...limits.byAddress.map((r) => `${one(r)} before the token`),
+    ...limits.byIdentity.map((r) => `${one(r)} after authorization`),
+  ].join('; ')
+}
+
 function target(route: CompiledRoute): string {
   const t = route.upstream
   if (t.kind === 'http') return `${t.id} ${t.base}${route.stripPrefix ? ` (strip ${route.stripPrefix})` : ''}`
@@ -60,7 +83,7 @@ function target(route: CompiledRoute): string {
 
 /** The compiled route table, in precedence order, as data (`routes --json`). */
 export function routeRows(config: CompiledConfig): Array<{ id: string; host: string | null; methods: readonly string[] | null; path: string; target: string; auth: string }> {
-  return [...config.router.routes].sort(comparePrecedence).map((r) => ({ id: r.id, host: r.host, methods: r.methods, path: r.pattern.source, target: target(r), auth: describeAuth(r) }))
+  return [...config.router.routes].sort(comparePrecedence).map((r) => ({ id: r.id, host: r.host, methods: r.methods, path: r.pattern.source, target: target(r), auth: describeAccess(r) }))
 }
 
 /** The compiled route table, in precedence order, as text columns. */

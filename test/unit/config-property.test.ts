@@ -55,7 +55,33 @@ const corsArb = fc.record({
   allow_credentials: maybe(fc.boolean()),
 }).map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)))
 
+const strip = <T extends Record<string, unknown>>(c: T) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined))
+const limitArb = fc
+  .record({
+    id: fc.constantFrom('a', 'b', 'a', 'per-client'),
+    requests: fc.oneof(fc.constant(5), fc.integer({ min: 1, max: 1_000_000_000 })),
+    per: mostly('10s', duration),
+    burst: maybe(fc.integer({ min: 1, max: 1_000_000_000 })),
+    by: fc.uniqueArray(fc.oneof(fc.constantFrom('client_id', 'sub', 'ip'), claimPath.map((p) => `claim:${p}`)), { minLength: 1, maxLength: 3 }),
+    on_redis_error: maybe(fc.constantFrom('allow', 'deny', 'local')),
+    batch: maybe(fc.integer({ min: 1, max: 1000 })),
+  })
+  .map(strip)
+const nodeAddress = fc.constantFrom('127.0.0.1:7000', '[::1]:7001', '[zz]:1', 'h:99999', 'a:0', 'redis-0:6379', '[1.2.3.4]:5')
+const redisArb = fc.oneof(
+  fc.record({ url: mostly('redis://127.0.0.1:6379', fc.constantFrom('redis://[zz', 'rediss://a:99999', 'redis://%zz/0', 'redis://u:p@h:1/99')), db: maybe(fc.integer({ min: 0, max: 15 })) }).map(strip),
+  fc.record({ sentinel: fc.record({ master_name: fc.constant('m'), nodes: fc.uniqueArray(nodeAddress, { minLength: 1, maxLength: 3 }) }), db: maybe(fc.integer({ min: 0, max: 15 })), wait_replicas: maybe(fc.integer({ min: 0, max: 16 })) }).map(strip),
+  fc.record({ cluster: fc.record({ nodes: fc.uniqueArray(nodeAddress, { minLength: 1, maxLength: 3 }) }), db: maybe(fc.integer({ min: 0, max: 15 })), tls: maybe(fc.boolean()) }).map(strip),
+  fc.record({ url: fc.constant('redis://h'), cluster: fc.record({ nodes: fc.constant(['h:1']) }) }),
+  fc.constant({}),
+)
+
 const configArb = fc.record({
+  routeLimits: maybe(fc.oneof(fc.array(limitArb, { maxLength: 3 }), fc.constant(false))),
+  publicLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
+  defaultLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
+  processes: maybe(fc.integer({ min: 1, max: 100_000 })),
+  redis: maybe(redisArb),
   claims: maybe(fc.array(rule, { minLength: 1, maxLength: 3 })),
   stepUp: maybe(fc.record({ acr_values: maybe(fc.uniqueArray(fc.constantFrom('urn:a', 'urn:b'), { minLength: 1 })), max_age: maybe(mostly('10m', duration)) }).map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)))),
   cors: maybe(corsArb),
@@ -117,9 +143,12 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
           ...(c.stepUp ? { step_up: c.stepUp } : {}),
         },
         ...(c.routeCors !== undefined ? { cors: c.routeCors } : {}),
+        ...(c.routeLimits !== undefined ? { rate_limits: c.routeLimits } : {}),
       },
-      { id: 'p', match: { path: '/public/*' }, upstream: 'echo', auth: 'public' },
+      { id: 'p', match: { path: '/public/*' }, upstream: 'echo', auth: 'public', ...(c.publicLimits ? { rate_limits: c.publicLimits } : {}) },
     ],
+    ...(c.defaultLimits || c.processes ? { rate_limits: { ...(c.defaultLimits ? { default: c.defaultLimits } : {}), ...(c.processes ? { processes: c.processes } : {}) } } : {}),
+    ...(c.redis ? { cache: { redis: c.redis } } : {}),
     ...(c.asIssuer ? { authorization_server: { issuer: c.asIssuer, clients: [] } } : {}),
     ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),
     ...(c.identity || c.strip ? { identity_headers: { ...(c.identity ? { client_id: c.identity } : {}), ...(c.strip ? { strip_request_headers: c.strip } : {}) } } : {}),

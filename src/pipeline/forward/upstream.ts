@@ -7,6 +7,7 @@ import type { CompiledRoute } from '../../config/compile.js'
 import { GatewayError } from '../../errors.js'
 import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
 import { echo } from './echo.js'
+import { rateLimitHeaders } from '../ratelimit/limiter.js'
 import { connectOptions, tlsFailure } from './tls.js'
 import type { Target } from './targets.js'
 
@@ -55,7 +56,12 @@ export function upstreamError(error: Error & { code?: string }): GatewayError {
  * the upstream's own Access-Control-* headers are dropped too and the
  * gateway's set (its Vary joined to the upstream's).
  */
-export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string, cors?: Readonly<Record<string, string>>): Record<string, string | string[]> {
+export function responseHeaders(
+  upstream: IncomingHttpHeaders,
+  requestId: string,
+  cors?: Readonly<Record<string, string>>,
+  rateLimit?: Readonly<Record<string, string>>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   const named = connectionNamed(upstream.connection)
   for (const key in upstream) {
@@ -67,6 +73,10 @@ export function responseHeaders(upstream: IncomingHttpHeaders, requestId: string
   if (cors !== undefined) {
     for (const key in cors) out[key] = cors[key]!
     if (upstream.vary !== undefined) out.vary = `${upstream.vary}, ${cors.vary}`
+  }
+  // The gateway's limits join the upstream's own (both fields are lists).
+  if (rateLimit !== undefined) {
+    for (const key in rateLimit) out[key] = typeof upstream[key] === 'string' ? `${upstream[key]}, ${rateLimit[key]}` : rateLimit[key]!
   }
   out['x-request-id'] = requestId
   return out
@@ -235,7 +245,7 @@ export class Forwarder {
       onResponseStart(_c, statusCode, upstreamHeaders) {
         if (statusCode < 200) return // 1xx: the client gets the final answer only
         started = true
-        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors))
+        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors, rateLimitHeaders(request.outcome?.rateLimit)))
       },
       onResponseData(c, chunk) {
         sent += chunk.length
