@@ -166,6 +166,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       decision,
       reason: o?.reason,
       rule: o?.rule,
+      limit: o?.limit,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       aborted: !reply.raw.writableFinished,
       ip: request.ip ?? '',
@@ -189,6 +190,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       decision: undefined,
       reason: undefined,
       rule: undefined,
+      limit: undefined,
       cors: undefined,
       rateLimit: undefined,
       readAt: socket?.bytesRead ?? 0,
@@ -211,6 +213,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       request.outcome.reason = error.code
       request.outcome.decision ??= 'deny'
       if (error.rule !== undefined) request.outcome.rule = error.rule
+      if (error.limit !== undefined) request.outcome.limit = error.limit
       if (error.tlsFailure !== undefined && request.outcome.forwarded) metrics.upstreamTlsFailed(request.outcome.forwarded.upstream, error.tlsFailure)
     }
     const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)

@@ -63,6 +63,8 @@ export interface GatewayErrorOptions {
   tlsFailure?: string
   /** The id of the claim rule that failed (logs and metrics only, never the answer). */
   rule?: string
+  /** The id of the rate limit that refused the request (logs only; the answer's RateLimit headers name it too). */
+  limit?: string
   /** What a new token must show, for the RFC 9470 challenge. */
   stepUp?: { readonly acrValues: readonly string[]; readonly maxAge: number | undefined }
 }
@@ -72,6 +74,7 @@ export class GatewayError extends Error {
   readonly requiredScopes: readonly string[] | undefined
   readonly retryAfter: number | undefined
   readonly rule: string | undefined
+  readonly limit: string | undefined
   readonly tlsFailure: string | undefined
   readonly stepUp: GatewayErrorOptions['stepUp']
 
@@ -86,6 +89,7 @@ export class GatewayError extends Error {
     this.requiredScopes = options.requiredScopes
     this.retryAfter = options.retryAfter
     this.rule = options.rule
+    this.limit = options.limit
     this.tlsFailure = options.tlsFailure
     this.stepUp = options.stepUp
   }

@@ -38,6 +38,8 @@ export interface RequestOutcome {
   reason: string | undefined
   /** The claim rule that refused it, when one did. */
   rule: string | undefined
+  /** The rate limit that refused it, when one did. */
+  limit: string | undefined
   /** CORS headers every answer to this request carries (the route has CORS). */
   cors: CorsHeaders | undefined
   /** The RateLimit-Policy and RateLimit members every answer carries (the route has limits and their headers). */
@@ -102,7 +104,10 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     const limits = route.rateLimits
     if (limits !== undefined) {
       if (limits.headers) outcome.rateLimit = { policy: [], current: [] }
-      if (limits.byAddress.length > 0) await limiter.check(route.id, limits.byAddress, { ip: request.ip, principal: undefined }, outcome.rateLimit)
+      if (limits.byAddress.length > 0) {
+        const waiting = limiter.check(route.id, limits.byAddress, { ip: request.ip, principal: undefined }, outcome.rateLimit)
+        if (waiting !== undefined) await waiting
+      }
     }
 
     let identity: Readonly<Record<string, string>> | null = null
@@ -128,7 +133,10 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
       forwardAuthorization = route.auth.forwardAuthorization
     }
     // Limits by identity count authorized requests only.
-    if (limits !== undefined && limits.byIdentity.length > 0) await limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit)
+    if (limits !== undefined && limits.byIdentity.length > 0) {
+      const waiting = limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit)
+      if (waiting !== undefined) await waiting
+    }
 
     // Allowed so far, from the headers alone. A form body is read only now
     // (bounded) where it could carry a second token or a method override.

@@ -34,7 +34,7 @@ export const RateLimitSchema = Type.Object(
     on_redis_error: Type.Optional(
       Type.Union([Type.Literal('allow'), Type.Literal('deny'), Type.Literal('local')], {
         default: RATE_LIMIT_DEFAULTS.onRedisError,
-        description: 'when Redis does not answer: allow (uncounted), deny (503), or local (this process enforces its share: the limit divided by rate_limits.processes)',
+        description: 'when Redis does not answer: allow (uncounted), deny (503), or local (this process enforces its share: the limit divided by rate_limits.replicas_hint)',
       }),
     ),
     batch: Type.Optional(
@@ -52,11 +52,11 @@ export const RateLimitSchema = Type.Object(
 export const RateLimitsSchema = Type.Object(
   {
     default: Type.Optional(Type.Array(RateLimitSchema, { description: 'limits of routes that name none; their buckets are shared by those routes (one bucket per key, not per route). Limits by identity apply on protected routes only' })),
-    processes: Type.Optional(
+    replicas_hint: Type.Optional(
       Type.Integer({
         minimum: 1,
         maximum: 100_000,
-        description: 'how many gateway processes share the traffic (replicas × workers; default: server.workers): without Redis, or while it is away with on_redis_error: local, each process enforces the limit divided by this',
+        description: 'how many gateway processes share the traffic (replicas × server.workers; default: server.workers): without Redis, or while it is away with on_redis_error: local, each process enforces the limit divided by this',
       }),
     ),
     headers: Type.Optional(Type.Boolean({ default: RATE_LIMIT_DEFAULTS.headers, description: 'answers carry RateLimit-Policy and RateLimit (draft-ietf-httpapi-ratelimit-headers); a route may say otherwise' })),
@@ -133,7 +133,7 @@ function compileList(list: readonly RateLimitConfig[], scope: string, processes:
 }
 
 export function compileRateLimits(config: RateLimitsConfig | undefined, workers: number, report: Report): CompiledRateLimits {
-  const processes = config?.processes ?? workers
+  const processes = config?.replicas_hint ?? workers
   return {
     defaults: compileList(config?.default ?? [], 'default', processes, ['rate_limits', 'default'], report),
     headers: config?.headers ?? RATE_LIMIT_DEFAULTS.headers,

@@ -39,11 +39,11 @@ async function start(name: string): Promise<string> {
   return url
 }
 
-async function demoToken(url: string, scope?: string): Promise<string> {
+async function demoToken(url: string, scope?: string, client = 'demo-client:demo-secret-change-me'): Promise<string> {
   const res = await send(url, {
     method: 'POST',
     path: '/oauth2/token',
-    headers: [['Authorization', `Basic ${Buffer.from('demo-client:demo-secret-change-me').toString('base64')}`], ['Content-Type', 'application/x-www-form-urlencoded']],
+    headers: [['Authorization', `Basic ${Buffer.from(client).toString('base64')}`], ['Content-Type', 'application/x-www-form-urlencoded']],
     body: 'grant_type=client_credentials' + (scope ? `&scope=${encodeURIComponent(scope)}` : ''),
   })
   expect(res.status).toBe(200)
@@ -51,6 +51,25 @@ async function demoToken(url: string, scope?: string): Promise<string> {
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'rate-limits.yaml': async (url) => {
+    const token = await demoToken(url)
+    const other = await demoToken(url, undefined, 'other-client:other-secret-change-me')
+    // 5 per 10 s per client: allowed answers say the policy and what is left; the 6th is 429 with Retry-After.
+    const calls = []
+    for (let i = 0; i < 6; i++) calls.push(await send(url, { path: '/orders/1', headers: [bearer(token)] }))
+    expect(calls.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 429])
+    expect(calls[0]!.headers['ratelimit-policy']).toBe('"per-client";q=5;w=10')
+    expect(calls[0]!.headers.ratelimit).toBe('"per-client";r=4;t=2')
+    expect(calls[5]!.headers['retry-after']).toBe('2')
+    expect(calls[5]!.json()).toMatchObject({ error: 'too_many_requests' })
+    // The other client's bucket is its own.
+    const theirs = await send(url, { path: '/orders/1', headers: [bearer(other)] })
+    expect(theirs.status).toBe(200)
+    expect(theirs.headers.ratelimit).toBe('"per-client";r=4;t=2')
+    // Other routes (the token endpoint too) have the default limit by address.
+    const meta = await send(url, { path: '/.well-known/oauth-authorization-server' })
+    expect(meta.headers['ratelimit-policy']).toBe('"per-address";q=100;w=60')
+  },
   'upstream-trust.yaml': async (url) => {
     const token = await demoToken(url)
     // The service gets an assertion for it ("orders"), verifiable with the admin listener's JWKS.

@@ -92,7 +92,7 @@ describe('a limit by client (in-process counters)', () => {
     expect(refused.json()).toMatchObject({ error: 'too_many_requests' })
     expect(forwarded('/orders/a')).toBe(5)
     const line = await g.requestLog(refused.headers['x-request-id'])
-    expect(line).toMatchObject({ status: 429, reason: 'rate_limited', decision: 'deny' })
+    expect(line).toMatchObject({ status: 429, reason: 'rate_limited', decision: 'deny', limit: 'per-client' })
   })
 
   it("one client's limit does not touch another's; the same client id from a token of another subject shares it", async () => {
@@ -273,6 +273,43 @@ describe('shared across replicas through Redis', () => {
   })
 })
 
+describe('batches: the stated worst case', () => {
+  const prefix = uniquePrefix('rl-batch')
+  prefixes.push(prefix)
+  it('two replicas with batch 5 on a limit of 20 per second: in any second at most burst + requests + 2 × (5 − 1)', async () => {
+    const yaml = config(
+      `
+  - id: short
+    match: { path: /short }
+    upstream: api
+    auth: { issuers: [corp], scopes: { all_of: [read] } }
+    rate_limits: [{ id: short, requests: 20, per: 1s, by: [client_id], batch: 5 }]
+`,
+      `cache: { redis: { url: "${SHARED_REDIS_URL}", key_prefix: "${prefix}" } }`,
+    )
+    const a = await gateway(yaml)
+    const b = await gateway(yaml)
+    const t = await token({ client_id: 'batch-bound' })
+    const allowedAt: number[] = []
+    const started = Date.now()
+    while (Date.now() - started < 2500) {
+      const round = await Promise.all(Array.from({ length: 8 }, (_, i) => send((i % 2 ? a : b).url, { path: '/short', headers: [bearer(t)] })))
+      const at = Date.now()
+      for (const r of round) {
+        expect([200, 429]).toContain(r.status)
+        if (r.status === 200) allowedAt.push(at)
+      }
+    }
+    const elapsed = Date.now() - started
+    let busiest = 0
+    for (const from of allowedAt) busiest = Math.max(busiest, allowedAt.filter((x) => x >= from && x < from + 1000).length)
+    expect(busiest).toBeLessThanOrEqual(20 + 20 + 2 * 4)
+    // Over the whole run: the burst, one per 50 ms since, and each replica's unspent batch.
+    expect(allowedAt.length).toBeLessThanOrEqual(20 + Math.ceil(elapsed / 50) + 2 * 4)
+    expect(allowedAt.length).toBeGreaterThan(20)
+  })
+})
+
 describe('Redis away: each limit says what happens', () => {
   let redis: OwnRedis
   let g: TestGateway
@@ -285,13 +322,13 @@ describe('Redis away: each limit says what happens', () => {
     auth: { issuers: [corp], scopes: { all_of: [read] } }
     rate_limits:
       - { id: lim, requests: 4, per: 1h, by: [client_id], on_redis_error: ${mode} }`
-    g = await gateway(config(route('open', 'allow') + route('closed', 'deny') + route('local', 'local'), `cache: { redis: { url: "${redis.url}", key_prefix: "out:", timeout: 100ms } }\nrate_limits: { processes: 2 }`))
+    g = await gateway(config(route('open', 'allow') + route('closed', 'deny') + route('local', 'local'), `cache: { redis: { url: "${redis.url}", key_prefix: "out:", timeout: 100ms } }\nrate_limits: { replicas_hint: 2 }`))
   })
   afterAll(async () => {
     await redis?.kill()
   })
 
-  it('allow: uncounted; deny: 503 with Retry-After; local: this process enforces its share (4 / 2 processes); never a 500; and the shared bucket is used again once Redis answers', async () => {
+  it('allow: uncounted; deny: 503 with Retry-After; local: this process enforces its share (4 / replicas_hint 2); never a 500; and the shared bucket is used again once Redis answers', async () => {
     const t = await token({ client_id: 'outage' })
     const call = async (path: string) => send(g.url, { path, headers: [bearer(t)] })
     for (let i = 0; i < 50 && !g.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 50))

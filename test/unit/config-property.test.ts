@@ -147,7 +147,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
       },
       { id: 'p', match: { path: '/public/*' }, upstream: 'echo', auth: 'public', ...(c.publicLimits ? { rate_limits: c.publicLimits } : {}) },
     ],
-    ...(c.defaultLimits || c.processes ? { rate_limits: { ...(c.defaultLimits ? { default: c.defaultLimits } : {}), ...(c.processes ? { processes: c.processes } : {}) } } : {}),
+    ...(c.defaultLimits || c.processes ? { rate_limits: { ...(c.defaultLimits ? { default: c.defaultLimits } : {}), ...(c.processes ? { replicas_hint: c.processes } : {}) } } : {}),
     ...(c.redis ? { cache: { redis: c.redis } } : {}),
     ...(c.asIssuer ? { authorization_server: { issuer: c.asIssuer, clients: [] } } : {}),
     ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),

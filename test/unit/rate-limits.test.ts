@@ -45,7 +45,7 @@ describe('rate limits in the configuration', () => {
     const config = await compileConfigText(
       `${BASE}
 rate_limits:
-  processes: 4
+  replicas_hint: 4
   default: [{ id: d, requests: 8, per: 1m, by: [ip] }, { id: e, requests: 8, per: 1m, by: [client_id] }]
 routes:
   - { id: r, match: { path: /r }, upstream: e, auth: { issuers: [i], scopes: none }, rate_limits: [{ id: a, requests: 6, per: 1m, by: [ip] }, { id: b, requests: 6, per: 1m, burst: 2, by: [ip, sub] }] }
