@@ -1,102 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { makeKey, sign, type TestKey } from '../helpers/keys.js'
-import { startJwksServer, type JwksServer } from '../helpers/jwks.js'
-import { startIntrospectionServer, type IntrospectionServer } from '../helpers/introspection-server.js'
-import { bearer, send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
+import { bearer, send } from '../helpers/servers.js'
 import { SentinelSet } from '../helpers/redis-topology.js'
 import { uniquePrefix } from '../helpers/redis.js'
+import { hammer, ISS, sleep, startTopologyFixture, until, type TopologyFixture } from '../helpers/topology-fixture.js'
 
 // Shared state on Redis Sentinel started here on loopback (a master, its
 // replicas, 3 sentinels): two gateway replicas share rate limits and the
 // introspection cache; a failover under load allows nothing twice.
 
-const ISS = 'https://topology.test.example'
-let key: TestKey
-let jwks: JwksServer
-let as: IntrospectionServer
-let upstream: Listening & { received: Echoed[] }
-
+let fx: TopologyFixture
 beforeAll(async () => {
-  key = await makeKey('ES256')
-  jwks = await startJwksServer([key.publicJwk])
-  as = await startIntrospectionServer()
-  upstream = await startEchoUpstream()
+  fx = await startTopologyFixture()
 })
 afterAll(async () => {
-  await upstream?.close()
-  await jwks?.close()
-  await as?.close()
+  await fx?.close()
 })
-
-const token = (clientId: string) => sign(key, { iss: ISS, aud: 'api', sub: 'u', client_id: clientId, scope: 'read' })
-
-function config(redis: string, limit: number): string {
-  return `
-${redis}
-upstreams: { api: { url: "${upstream.url}" } }
-issuers:
-  - id: corp
-    issuer: ${ISS}
-    jwks_uri: "${jwks.jwksUri}"
-    audiences: [api]
-    algorithms: [ES256]
-  - id: opaque
-    issuer: ${ISS}/opaque
-    audiences: [api]
-    introspection: { endpoint: "${as.endpoint}", client_id: gateway, client_secret: "s3cret: +/%" }
-routes:
-  - id: limited
-    match: { path: /limited }
-    upstream: api
-    auth: { issuers: [corp], scopes: { all_of: [read] } }
-    rate_limits:
-      - { id: per-client, requests: ${limit}, per: 1h, by: [client_id], on_redis_error: deny }
-  - id: opaque
-    match: { path: /opaque }
-    upstream: api
-    auth: { issuers: [opaque], scopes: { all_of: [read] } }
-`
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-
-interface Tally {
-  allowed: number
-  limited: number
-  unavailable: number
-  other: number[]
-}
-
-/**
- * Sends requests from both replicas, `width` at a time, until `done()` and
- * then until `quiet` refusals in a row come back: the bucket is spent.
- */
-async function hammer(replicas: readonly TestGateway[], t: string, done: () => boolean, width = 6): Promise<Tally> {
-  const tally: Tally = { allowed: 0, limited: 0, unavailable: 0, other: [] }
-  let refusedInARow = 0
-  let i = 0
-  while (!done() || refusedInARow < 20) {
-    const batch = await Promise.all(Array.from({ length: width }, () => send(replicas[i++ % replicas.length]!.url, { path: '/limited', headers: [bearer(t)] })))
-    for (const r of batch) {
-      if (r.status === 200) tally.allowed++
-      else if (r.status === 429) tally.limited++
-      else if (r.status === 503) tally.unavailable++
-      else tally.other.push(r.status)
-      refusedInARow = r.status === 429 ? refusedInARow + 1 : 0
-    }
-    await sleep(5)
-  }
-  return tally
-}
-
-async function until(what: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!what()) {
-    if (Date.now() > end) throw new Error('timed out')
-    await sleep(20)
-  }
-}
+const token = (clientId: string) => fx.token(clientId)
+const config = (redis: string, limit: number) => fx.config(redis, limit)
 
 describe('Redis Sentinel', () => {
   let set: SentinelSet
@@ -135,11 +56,11 @@ describe('Redis Sentinel', () => {
 
   it('the introspection cache is shared through the new master', async () => {
     const opaque = `opaque-${Math.random()}`
-    as.tokens.set(opaque, { active: true, iss: `${ISS}/opaque`, aud: 'api', scope: 'read', client_id: 'o' })
-    const before = as.totalCalls()
+    fx.as.tokens.set(opaque, { active: true, iss: `${ISS}/opaque`, aud: 'api', scope: 'read', client_id: 'o' })
+    const before = fx.as.totalCalls()
     expect((await send(replicas[0]!.url, { path: '/opaque', headers: [bearer(opaque)] })).status).toBe(200)
     expect((await send(replicas[1]!.url, { path: '/opaque', headers: [bearer(opaque)] })).status).toBe(200)
-    expect(as.totalCalls() - before).toBe(1)
+    expect(fx.as.totalCalls() - before).toBe(1)
   })
 })
 
