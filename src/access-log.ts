@@ -14,6 +14,9 @@ export interface AccessRecord {
   readonly rule?: string | undefined
   /** The rate limit that refused the request, when one did. */
   readonly limit?: string | undefined
+  /** The trace of a recorded (sampled) request. */
+  readonly traceId?: string | undefined
+  readonly spanId?: string | undefined
   readonly ms: number
   readonly aborted: boolean
   /** The client's address, after trusted proxies. */
@@ -48,7 +51,7 @@ export class AccessLog {
     if (this.logger.levelVal > INFO) return
     const bindings = (this.logger as unknown as Record<symbol, string>)[chindingsSym]
     this.stream.write(
-      `{"level":"info"${this.time()}${bindings},"reqId":${str(r.reqId)},"route":${opt(r.route)},"method":${str(r.method)},"path":${opt(r.path)},"status":${r.status},"client_id":${opt(r.clientId)},"decision":"${r.decision}","reason":${opt(r.reason)}${r.rule === undefined ? '' : `,"rule":${str(r.rule)}`}${r.limit === undefined ? '' : `,"limit":${str(r.limit)}`},"ip":${str(r.ip)},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"ms":${r.ms}${r.aborted ? ',"aborted":true' : ''},"msg":"request"}\n`,
+      `{"level":"info"${this.time()}${bindings},"reqId":${str(r.reqId)},"route":${opt(r.route)},"method":${str(r.method)},"path":${opt(r.path)},"status":${r.status},"client_id":${opt(r.clientId)},"decision":"${r.decision}","reason":${opt(r.reason)}${r.rule === undefined ? '' : `,"rule":${str(r.rule)}`}${r.limit === undefined ? '' : `,"limit":${str(r.limit)}`},"ip":${str(r.ip)},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"ms":${r.ms}${r.aborted ? ',"aborted":true' : ''}${r.traceId === undefined ? '' : `,"trace_id":"${r.traceId}","span_id":"${r.spanId}"`},"msg":"request"}\n`,
     )
   }
 }

@@ -20,6 +20,8 @@ import { bodyBytesRelayed, Forwarder } from './pipeline/forward/upstream.js'
 import { bodyBytesRead, bodyUnread } from './pipeline/body/receive.js'
 import { RateLimiter, rateLimitHeaders, type RateLimitObserver } from './pipeline/ratelimit/limiter.js'
 import { LocalBuckets, RedisBuckets } from './cache/rate-limit-store.js'
+import { GatewayTracer } from './observe/tracing.js'
+import proxyaddr from '@fastify/proxy-addr'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -49,6 +51,8 @@ export interface Gateway extends ConfigSource {
   /** Revocations shared through Redis, when it is configured. */
   readonly revocationBus: RevocationBus | undefined
   readonly metrics: Metrics
+  /** The tracer, when tracing is configured. */
+  readonly tracer: GatewayTracer | undefined
   close(): Promise<void>
 }
 
@@ -117,6 +121,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     rateLimitObserver(metrics, log),
     now,
   )
+  // Tracing is read once, at start; off, nothing below allocates for it.
+  const tracer = current.tracing ? new GatewayTracer(current.tracing, { spansDropped: (n) => metrics.traceSpansDropped(n), exported: (o, n) => metrics.traceExported(o, n) }) : undefined
+  tracer?.install()
+  const trustedPeer = server.trustProxy === false ? () => false : proxyaddr.compile(server.trustProxy)
   const limits = current.limits
   const forwarder = new Forwarder({ bufferBytes: limits.bodyBufferBytes, bufferTotalBytes: limits.bodyBufferTotalBytes })
 
@@ -156,6 +164,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
     if (o?.rule !== undefined && o.routeId !== undefined) metrics.claimRuleDenied(o.routeId, o.rule)
     if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
+    const traced = o?.trace !== undefined && tracer !== undefined ? tracer.ids(o.trace) : undefined
+    if (o?.trace !== undefined && tracer !== undefined) tracer.endRequest(o.trace, { status, routeId: o.routeId, routePattern: o.routePattern, decision, reason: o.reason })
     accessLog?.write({
       reqId: request.id,
       route: o?.routeId,
@@ -172,6 +182,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       ip: request.ip ?? '',
       bytesIn: bytesIn(request.raw, o),
       bytesOut: bodyBytesRelayed(reply.raw) ?? (Number(reply.getHeader('content-length')) || 0),
+      traceId: traced?.traceId,
+      spanId: traced?.spanId,
     })
   }
 
@@ -183,6 +195,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     const socket = request.raw.socket
     request.outcome = {
       routeId: undefined,
+      routePattern: undefined,
       path: undefined,
       principal: undefined,
       auth: undefined,
@@ -193,7 +206,20 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       limit: undefined,
       cors: undefined,
       rateLimit: undefined,
+      trace: undefined,
       readAt: socket?.bytesRead ?? 0,
+    }
+    if (tracer !== undefined) {
+      const raw = request.raw
+      request.outcome.trace = tracer.startRequest({
+        method: request.method,
+        headers: raw.headers,
+        trustedPeer: trustedPeer(socket?.remoteAddress ?? '', 0),
+        scheme: (socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
+        host: raw.headers.host,
+        path: (raw.url ?? '/').split('?', 1)[0]!,
+        clientAddress: request.ip ?? '',
+      })
     }
     reply.raw.once('close', () => record(request, reply))
     done()
@@ -256,6 +282,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     sharedStore,
     revocationBus,
     metrics,
+    tracer,
     startDrain() {
       if (draining) return
       app.server.closeIdleConnections()
@@ -269,11 +296,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       await sharedStore?.close()
       await revocationBus?.close()
       await current.authorizationServer?.verifier.close()
+      await tracer?.shutdown()
     },
   }
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
-  app.all('*', createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail))
+  const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, tracer)
+  // Traced: the handler runs with the request's trace current, so the calls it makes hang from it.
+  app.all('*', tracer === undefined ? handle : (request, reply) => tracer.run(request.outcome!.trace!, () => handle(request, reply)))
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)

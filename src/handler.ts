@@ -17,6 +17,7 @@ import { checkClaimRules } from './pipeline/policy/claim-rules.js'
 import { checkStepUp } from './pipeline/policy/step-up.js'
 import { checkNotRevoked } from './pipeline/authn/revocation.js'
 import type { RateLimiter, RateLimitHeaders } from './pipeline/ratelimit/limiter.js'
+import type { GatewayTracer, RequestTrace } from './observe/tracing.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -26,6 +27,8 @@ export interface ConfigSource {
 /** What the request log line and the metrics report of a request. */
 export interface RequestOutcome {
   routeId: string | undefined
+  /** The matched route's pattern (http.route of its trace). */
+  routePattern: string | undefined
   path: string | undefined
   principal: Principal | undefined
   /** How the token was authenticated, and how long authentication and authorization took. */
@@ -44,6 +47,8 @@ export interface RequestOutcome {
   cors: CorsHeaders | undefined
   /** The RateLimit-Policy and RateLimit members every answer carries (the route has limits and their headers). */
   rateLimit: RateLimitHeaders | undefined
+  /** The request's trace, when tracing is on. */
+  trace: RequestTrace | undefined
   /** The connection's byte count when the request began (its head already read). */
   readAt: number
 }
@@ -63,7 +68,7 @@ declare module 'fastify' {
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest) {
+export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest, tracer?: GatewayTracer) {
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = source.current
     const outcome = request.outcome!
@@ -80,6 +85,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
       const cors = announced?.route.cors
       if (cors !== undefined) {
         outcome.routeId = announced!.route.id
+        outcome.routePattern = announced!.route.pattern.source
         const headers = preflight(cors, request.headers.origin!, request.headers['access-control-request-method'] as string, request.headers['access-control-request-headers'])
         outcome.decision = 'allow'
         outcome.reason = 'cors_preflight'
@@ -90,6 +96,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     if (!match) throw new GatewayError('route_not_found', 'no route matches this request')
     const route = match.route
     outcome.routeId = route.id
+    outcome.routePattern = route.pattern.source
     if (route.cors !== undefined) outcome.cors = corsHeaders(route.cors, request.headers.origin)
     // TRACE echoes the request (credentials included) back: only where a route names it.
     if (method === 'TRACE' && route.methods?.includes('TRACE') !== true) throw new GatewayError('method_not_allowed', 'TRACE is not allowed here')
@@ -120,7 +127,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
         connection: request.raw.socket ?? undefined,
       })
       const started = performance.now()
-      const authenticated = await authenticate(token, route.auth.tokens, authn)
+      const tokens = route.auth.tokens
+      const authenticated = tracer !== undefined && outcome.trace !== undefined ? await tracer.within(outcome.trace, 'authenticate', () => authenticate(token, tokens, authn)) : await authenticate(token, tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
       checkNotRevoked(principal, config.revocations, () => token.value)

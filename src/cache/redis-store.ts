@@ -1,5 +1,6 @@
 import type { Logger } from 'pino'
 import { closeRedis, connectRedis, type RedisClient, type RedisTopology } from './redis-client.js'
+import { callStarted } from '../observe/calls.js'
 
 /** The tier shared by every gateway replica. Failures are misses, never errors. */
 export interface SharedStore {
@@ -40,7 +41,12 @@ export class RedisStore implements SharedStore {
   private open = false
   private probe: NodeJS.Timeout | undefined
 
+  /** Where Redis is, for traces (never its credentials). */
+  private readonly where: string
+
   constructor(private readonly options: RedisStoreOptions) {
+    const t = options.topology
+    this.where = t.kind === 'standalone' ? (URL.canParse(t.url) ? new URL(t.url).host : 'redis') : t.kind === 'sentinel' ? `sentinel:${t.masterName}` : 'cluster'
     // Concurrent requests' commands leave in one write: one syscall and one round trip for many.
     this.client = connectRedis(options.topology, { commandTimeoutMs: options.timeoutMs, autoPipelining: true })
     this.client.on('ready', () => this.status(this.up))
@@ -64,13 +70,16 @@ export class RedisStore implements SharedStore {
   }
 
   /** Runs a command unless the circuit is open; failures and timeouts count towards opening it. */
-  private async command<T>(run: () => Promise<T>): Promise<T | undefined> {
+  private async command<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
     if (!this.up) return undefined
+    const call = callStarted('redis', name, this.where)
     try {
       const value = await run()
       this.failures = 0
+      call?.end(undefined)
       return value
     } catch (err) {
+      call?.end(undefined, err)
       if (++this.failures >= BREAKER_THRESHOLD && !this.open) this.trip((err as Error)?.message)
       return undefined
     }
@@ -105,7 +114,7 @@ export class RedisStore implements SharedStore {
   /** Runs a script defined by defineScript: its answer, or undefined when Redis is away or the call failed (a failure counts towards the breaker). */
   async runScript<T>(name: string, keysAndArgs: readonly (string | number)[]): Promise<T | undefined> {
     if (!(name in this.client)) return undefined
-    return this.command(() => (this.client as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[name]!(...keysAndArgs))
+    return this.command('EVALSHA', () => (this.client as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[name]!(...keysAndArgs))
   }
 
   /**
@@ -115,7 +124,7 @@ export class RedisStore implements SharedStore {
    */
   async runScriptReplicated<T>(name: string, keysAndArgs: readonly (string | number)[], replicas: number): Promise<{ value: T; acknowledged: boolean } | undefined> {
     if (!(name in this.client)) return undefined
-    return this.command(async () => {
+    return this.command('EVALSHA+WAIT', async () => {
       const pipeline = this.client.pipeline()
       ;(pipeline as unknown as Record<string, (...a: (string | number)[]) => unknown>)[name]!(...keysAndArgs)
       pipeline.wait(replicas, Math.max(1, Math.floor(this.options.timeoutMs / 4)))
@@ -127,13 +136,13 @@ export class RedisStore implements SharedStore {
   }
 
   async get(key: string): Promise<string | undefined> {
-    return (await this.command(() => this.client.get(key))) ?? undefined
+    return (await this.command('GET', () => this.client.get(key))) ?? undefined
   }
 
   async set(key: string, value: string, ttlMs: number): Promise<void> {
     if (ttlMs < 1) return
     // A result that is not shared is only a later miss.
-    await this.command(() => this.client.set(key, value, 'PX', Math.ceil(ttlMs)))
+    await this.command('SET', () => this.client.set(key, value, 'PX', Math.ceil(ttlMs)))
   }
 
   /** Closes the connection; never waits on a Redis that is down (a drain must not hang on it). */

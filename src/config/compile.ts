@@ -34,6 +34,7 @@ import { assertionClaimNames, compileAssertionSigner, compileUpstreamAssertion }
 import { compileUpstreamTls } from './upstream-tls.js'
 import { compileRevocation, type RevocationSettings } from './revocation.js'
 import { compileRedis, type CompiledRedis } from './redis.js'
+import { compileTracing, type TracingSettings } from './tracing.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
 import type { CorsPolicy } from '../pipeline/cors/cors.js'
@@ -129,6 +130,8 @@ export interface CompiledConfig {
   readonly notices: readonly string[]
   /** Legal but likely mistakes, located: `validate` prints them, `start` logs them. */
   readonly warnings: readonly ConfigIssue[]
+  /** OpenTelemetry tracing, when on (read at start: changing it needs a restart). */
+  readonly tracing: TracingSettings | undefined
   /** Rate-limit settings (each route carries its own limits). */
   readonly rateLimits: CompiledRateLimits
   /** Read once at start: changing them needs a restart. */
@@ -224,6 +227,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const redis = config.cache?.redis ? compileRedis(config.cache.redis, ['cache', 'redis'], report) : undefined
   const workers = config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1)
   const rateLimits = compileRateLimits(config.rate_limits, workers, report)
+  const tracing = compileTracing(config.tracing, parsed.env ?? process.env, report)
   // Built-in endpoints (the token endpoint…) keep the default limits by address.
   const builtinLimits = compileRouteRateLimits(rateLimits, undefined, undefined, { id: '@builtin', isProtected: false }, ['rate_limits'], report)
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
@@ -459,6 +463,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     files: Object.freeze(files),
     warnings,
     rateLimits,
+    tracing,
     cache: Object.freeze({
       redis,
       memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,

@@ -18,6 +18,8 @@ export interface Locator {
 export interface ParsedConfig {
   readonly config: Config
   readonly locator: Locator
+  /** The environment the file was read under (for settings that honour standard variables, such as OTEL_*). */
+  readonly env?: NodeJS.ProcessEnv
 }
 
 const ajv = new Ajv({ allErrors: true, strict: true, verbose: true, allowUnionTypes: true })
@@ -70,9 +72,9 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const config: unknown = doc.toJS({ maxAliasCount: 50 })
   if (!validate(config)) {
-    throw new SchemaError(describeSchemaErrors(validate.errors ?? [], locator, config), { config: config as Config, locator })
+    throw new SchemaError(describeSchemaErrors(validate.errors ?? [], locator, config), { config: config as Config, locator, env })
   }
-  return { config, locator }
+  return { config, locator, env }
 }
 
 /**

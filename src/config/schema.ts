@@ -7,6 +7,7 @@ import { LimitsSchema, UpstreamLimitFields } from './limits.js'
 import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 import { RedisSchema } from './redis.js'
 import { RateLimitsSchema, RouteRateLimitsSchema } from './rate-limits.js'
+import { TracingSchema } from './tracing.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -434,6 +435,7 @@ export const ConfigSchema = Type.Object(
     identity_assertion: Type.Optional(IdentityAssertionSchema),
     revocation: Type.Optional(RevocationSchema),
     rate_limits: Type.Optional(RateLimitsSchema),
+    tracing: Type.Optional(TracingSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

@@ -46,6 +46,8 @@ export class Metrics implements Observer {
   readonly jwksKeysRejectedTotal: CounterSeries
   readonly reloads: CounterSeries
   readonly rateLimitDecisions: CounterSeries
+  readonly traceSpansDroppedTotal: CounterSeries
+  readonly traceExports: CounterSeries
   readonly rateLimitStoreDuration: HistogramSeries
   readonly rateLimitStoreFailures: CounterSeries
   readonly lastReload: Gauge
@@ -149,6 +151,8 @@ export class Metrics implements Observer {
       ['route', 'limit', 'mode'],
       this.registry,
     )
+    this.traceSpansDroppedTotal = new CounterSeries('gateway_trace_spans_dropped_total', 'Ended spans dropped because the export queue was full (the collector is slow or away).', [], this.registry)
+    this.traceExports = new CounterSeries('gateway_trace_exports_total', 'Span exports to the OTLP endpoint, by outcome (success, failure: refused, failed or timed out).', ['outcome'], this.registry)
     this.reloads = new CounterSeries('gateway_config_reloads_total', 'Configuration reloads, by outcome (success, failure).', ['outcome'], this.registry)
     // With several workers the primary aggregates: the oldest configuration, and Redis up only if up everywhere.
     this.lastReload = new Gauge({
@@ -280,6 +284,14 @@ export class Metrics implements Observer {
     this.rateLimitStoreFailures.inc([route, limit, mode])
   }
 
+  traceSpansDropped(count: number): void {
+    this.traceSpansDroppedTotal.inc([], count)
+  }
+
+  traceExported(outcome: 'success' | 'failure', _spans: number): void {
+    this.traceExports.inc([outcome])
+  }
+
   reload(outcome: 'success' | 'failure'): void {
     this.reloads.inc([outcome])
     if (outcome === 'success') this.lastReload.setToCurrentTime()
@@ -303,6 +315,8 @@ export const METRIC_NAMES = [
   'gateway_rate_limit_decisions_total',
   'gateway_rate_limit_redis_duration_seconds',
   'gateway_rate_limit_redis_failures_total',
+  'gateway_trace_spans_dropped_total',
+  'gateway_trace_exports_total',
   'gateway_config_reloads_total',
   'gateway_config_last_reload_success_timestamp_seconds',
   'gateway_redis_up',

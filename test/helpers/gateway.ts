@@ -32,7 +32,7 @@ export interface TestGateway {
 }
 
 /** Writes a YAML config to a temp dir, builds the gateway from it and listens on 127.0.0.1:0. */
-export async function startGateway(yaml: string, files: Record<string, string> = {}, options: { port?: number; now?: () => number } = {}): Promise<TestGateway> {
+export async function startGateway(yaml: string, files: Record<string, string> = {}, options: { port?: number; now?: () => number; env?: NodeJS.ProcessEnv } = {}): Promise<TestGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-test-'))
   for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content)
   const file = join(dir, 'gateway.yaml')
@@ -40,7 +40,7 @@ export async function startGateway(yaml: string, files: Record<string, string> =
   const logs: LogLine[] = []
   const logger = pino({ ...LOG_OPTIONS, level: 'debug' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) })
   const metrics = new Metrics({ processMetrics: false })
-  const config = await compileConfig(parseConfig(yaml, file), { observer: new LoggedObserver(metrics, logger) })
+  const config = await compileConfig(parseConfig(yaml, file, options.env), { observer: new LoggedObserver(metrics, logger) })
   const gateway = await buildGateway({ config, logger, metrics, ...(options.now ? { now: options.now } : {}) })
   const url = await gateway.app.listen({ host: '127.0.0.1', port: options.port ?? 0 })
   return {

@@ -5,6 +5,7 @@ import type { TokenKeyed } from '../extract/bearer.js'
 import { readLimited } from './remote-jwks.js'
 import { scopesFromClaims, type Principal } from './principal.js'
 import type { ClaimPath } from './claim-path.js'
+import { callStarted, withCallHeaders } from '../../observe/calls.js'
 
 /**
  * What the gateway keeps of an introspection response: only the fields its
@@ -141,16 +142,23 @@ export class IntrospectionClient implements TokenKeyed {
       form.set('client_id', s.clientId)
       form.set('client_secret', s.clientSecret)
     }
-    const res = await fetch(endpoint, { method: 'POST', headers, body: form.toString(), redirect: 'error', signal: AbortSignal.timeout(s.timeoutMs) })
-    if (res.status !== 200) {
-      await res.body?.cancel()
-      throw new Error(`introspection endpoint answered ${res.status}`)
-    }
+    const call = callStarted('introspection', 'POST', endpoint)
     let doc: unknown
     try {
-      doc = JSON.parse(await readLimited(res, MAX_RESPONSE_BYTES))
+      const res = await fetch(endpoint, { method: 'POST', headers: withCallHeaders(headers, call), body: form.toString(), redirect: 'error', signal: AbortSignal.timeout(s.timeoutMs) })
+      if (res.status !== 200) {
+        await res.body?.cancel()
+        throw Object.assign(new Error(`introspection endpoint answered ${res.status}`), { status: res.status })
+      }
+      try {
+        doc = JSON.parse(await readLimited(res, MAX_RESPONSE_BYTES))
+      } catch (err) {
+        throw new Error('introspection response is not JSON', { cause: err })
+      }
+      call?.end(200)
     } catch (err) {
-      throw new Error('introspection response is not JSON', { cause: err })
+      call?.end((err as { status?: number }).status, err)
+      throw err
     }
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc) || typeof (doc as { active?: unknown }).active !== 'boolean') {
       throw new Error('introspection response has no boolean "active"')

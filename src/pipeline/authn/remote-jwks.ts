@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
 import { GatewayError } from '../../errors.js'
+import { callStarted, withCallHeaders } from '../../observe/calls.js'
 
 export interface RemoteJwksOptions {
   readonly timeoutMs: number
@@ -140,17 +141,25 @@ export class RemoteJwks {
 }
 
 async function fetchJwks(url: string, timeoutMs: number): Promise<unknown> {
-  const res = await fetch(url, {
-    headers: { accept: 'application/jwk-set+json, application/json' },
-    redirect: 'error',
-    signal: AbortSignal.timeout(timeoutMs),
-  })
-  if (res.status !== 200) {
-    await res.body?.cancel()
-    throw new Error(`JWKS endpoint answered ${res.status}`)
+  const call = callStarted('jwks', 'GET', url)
+  try {
+    const res = await fetch(url, {
+      headers: withCallHeaders({ accept: 'application/jwk-set+json, application/json' }, call),
+      redirect: 'error',
+      signal: AbortSignal.timeout(timeoutMs),
+    })
+    if (res.status !== 200) {
+      await res.body?.cancel()
+      throw Object.assign(new Error(`JWKS endpoint answered ${res.status}`), { status: res.status })
+    }
+    const text = await readLimited(res, MAX_JWKS_BYTES)
+    const doc = JSON.parse(text) as unknown
+    call?.end(200)
+    return doc
+  } catch (err) {
+    call?.end((err as { status?: number }).status, err)
+    throw err
   }
-  const text = await readLimited(res, MAX_JWKS_BYTES)
-  return JSON.parse(text) as unknown
 }
 
 /** A key of a set that is left out, and why. */

@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
+import { callStarted, withCallHeaders } from '../../observe/calls.js'
 
 /**
  * The built-in echo responder: answers with what a service behind the route
@@ -7,7 +8,10 @@ import { rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/hea
  * so that users can see exactly which identity headers services get.
  */
 export function echo(request: FastifyRequest, reply: FastifyReply, path: string, query: string, headers: OutgoingHeaderContext): FastifyReply {
-  const outgoing = { host: request.host, ...rewriteRequestHeaders(request.headers, headers) }
+  // As a service behind the route would see it: the trace context of the gateway's call too.
+  const call = callStarted('upstream', request.method, `echo:${path}`)
+  const outgoing = withCallHeaders({ host: request.host, ...rewriteRequestHeaders(request.headers, headers) }, call)
+  call?.end(200)
   const cors = request.outcome?.cors
   if (cors !== undefined) reply.headers(cors)
   return reply

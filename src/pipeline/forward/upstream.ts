@@ -8,6 +8,7 @@ import { GatewayError } from '../../errors.js'
 import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
 import { echo } from './echo.js'
 import { rateLimitHeaders } from '../ratelimit/limiter.js'
+import { callStarted, withCallHeaders } from '../../observe/calls.js'
 import { connectOptions, tlsFailure } from './tls.js'
 import type { Target } from './targets.js'
 
@@ -228,10 +229,12 @@ export class Forwarder {
       return
     }
     if (res.destroyed) return settle()
+    // Traced: a CLIENT span for the call, its traceparent in place of any the client sent.
+    const call = callStarted('upstream', method, target.base + path)
     const options: Dispatcher.DispatchOptions = {
       path: target.basePath + path + query,
       method: method as Dispatcher.HttpMethod,
-      headers: rewriteRequestHeaders(request.headers, headers),
+      headers: withCallHeaders(rewriteRequestHeaders(request.headers, headers), call),
       // undici streams an async iterable; its types only name Readable.
       body: body as Dispatcher.DispatchOptions['body'],
       headersTimeout: target.timeoutMs,
@@ -245,6 +248,7 @@ export class Forwarder {
       onResponseStart(_c, statusCode, upstreamHeaders) {
         if (statusCode < 200) return // 1xx: the client gets the final answer only
         started = true
+        call?.end(statusCode)
         res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors, rateLimitHeaders(request.outcome?.rateLimit)))
       },
       onResponseData(c, chunk) {
@@ -260,6 +264,7 @@ export class Forwarder {
         res.end()
       },
       onResponseError(_c, error) {
+        if (!started) call?.end(undefined, error)
         relayed.set(res, sent)
         settle()
         if (res.destroyed) return

@@ -1,0 +1,39 @@
+/**
+ * Outbound calls, observed. Stages that call out (the JWKS and introspection
+ * clients, Redis, the forwarder) tell this module when a call starts and
+ * ends, and add the headers it gives them (W3C traceparent) to the call;
+ * they never import a tracer. With no observer (tracing off) every function
+ * here returns at once and allocates nothing.
+ */
+
+export type CallKind = 'jwks' | 'introspection' | 'discovery' | 'redis' | 'upstream'
+
+/** A call in progress. */
+export interface ObservedCall {
+  /** Headers the call should carry (traceparent, and tracestate when there is one); undefined for none. */
+  readonly headers: Readonly<Record<string, string>> | undefined
+  /** The call ended: with an HTTP status, or a failure. */
+  end(status: number | undefined, error?: unknown): void
+}
+
+/** Starts observing a call: `name` is the operation (an HTTP method, a Redis command), `target` its URL or server. */
+export type CallObserver = (kind: CallKind, name: string, target: string) => ObservedCall | undefined
+
+let observer: CallObserver | undefined
+
+/** Sets (or, with undefined, removes) the observer of every outbound call in this process. */
+export function observeCalls(next: CallObserver | undefined): void {
+  observer = next
+}
+
+export function callStarted(kind: CallKind, name: string, target: string): ObservedCall | undefined {
+  return observer === undefined ? undefined : observer(kind, name, target)
+}
+
+/** Adds a call's headers to a header record, replacing any traceparent or tracestate it had. */
+export function withCallHeaders<T extends Record<string, unknown>>(headers: T, call: ObservedCall | undefined): T {
+  if (call?.headers === undefined) return headers
+  delete headers.traceparent
+  delete headers.tracestate
+  return Object.assign(headers, call.headers)
+}

@@ -1,0 +1,291 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
+import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
+import { resourceFromAttributes } from '@opentelemetry/resources'
+import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
+import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
+import type { TracingSettings } from '../config/tracing.js'
+import { BUILD } from '../build-info.js'
+import { observeCalls, type CallKind, type ObservedCall } from './calls.js'
+
+/** What the tracer reports (the metrics are one implementation). */
+export interface TracingObserver {
+  spansDropped(count: number): void
+  exported(outcome: 'success' | 'failure', spans: number): void
+}
+
+/**
+ * A span processor with a bounded queue: ended spans wait in memory (at most
+ * `maxQueue`; more are dropped and counted, never blocking or growing), and
+ * are exported in batches of at most `batch`, one export at a time, every
+ * `delayMs` or as soon as a batch is full. An export that does not finish
+ * within its timeout is abandoned. A dead collector costs requests nothing.
+ */
+export class BoundedExportProcessor implements SpanProcessor {
+  private queue: ReadableSpan[] = []
+  private timer: NodeJS.Timeout | undefined
+  private exporting: Promise<void> | undefined
+  private stopped = false
+
+  constructor(
+    private readonly exporter: SpanExporter,
+    private readonly settings: Pick<TracingSettings, 'maxQueue' | 'batch' | 'delayMs' | 'exportTimeoutMs'>,
+    private readonly observer?: TracingObserver,
+  ) {}
+
+  onStart(): void {}
+
+  onEnd(span: ReadableSpan): void {
+    if (this.stopped || (span.spanContext().traceFlags & 1) === 0) return
+    if (this.queue.length >= this.settings.maxQueue) {
+      this.observer?.spansDropped(1)
+      return
+    }
+    this.queue.push(span)
+    if (this.queue.length >= this.settings.batch) this.kick(0)
+    else this.kick(this.settings.delayMs)
+  }
+
+  private kick(delay: number): void {
+    if (this.exporting !== undefined) return
+    if (this.timer !== undefined) {
+      if (delay > 0) return
+      clearTimeout(this.timer)
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      void this.exportOnce()
+    }, delay)
+    this.timer.unref()
+  }
+
+  private exportOnce(): Promise<void> {
+    if (this.exporting !== undefined || this.queue.length === 0) return this.exporting ?? Promise.resolve()
+    const spans = this.queue.splice(0, this.settings.batch)
+    this.exporting = new Promise<void>((resolve) => {
+      let done = false
+      const finish = (ok: boolean) => {
+        if (done) return
+        done = true
+        clearTimeout(timeout)
+        this.observer?.exported(ok ? 'success' : 'failure', spans.length)
+        resolve()
+      }
+      const timeout = setTimeout(() => finish(false), this.settings.exportTimeoutMs)
+      timeout.unref()
+      try {
+        this.exporter.export(spans, (result) => finish(result.code === ExportResultCode.SUCCESS))
+      } catch {
+        finish(false)
+      }
+    }).finally(() => {
+      this.exporting = undefined
+      if (this.queue.length > 0) this.kick(this.queue.length >= this.settings.batch ? 0 : this.settings.delayMs)
+    })
+    return this.exporting
+  }
+
+  /** Exports what is queued, up to `ms`. */
+  async forceFlush(ms = this.settings.exportTimeoutMs): Promise<void> {
+    const deadline = Date.now() + ms
+    while ((this.queue.length > 0 || this.exporting !== undefined) && Date.now() < deadline) {
+      await Promise.race([this.exportOnce(), new Promise((r) => setTimeout(r, Math.max(1, deadline - Date.now())).unref())])
+    }
+  }
+
+  async shutdown(): Promise<void> {
+    await this.forceFlush()
+    this.stopped = true
+    clearTimeout(this.timer)
+    this.queue = []
+    await this.exporter.shutdown().catch(() => undefined)
+  }
+}
+
+/** A request's trace: its server span and the context its child spans and calls hang from. */
+export interface RequestTrace {
+  readonly span: Span
+  readonly method: string
+  readonly context: Context
+  /** Recorded (sampled): its ids go into the access log. */
+  readonly recording: boolean
+}
+
+export interface IncomingRequest {
+  readonly method: string
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>
+  /** The peer may continue a trace (a trusted proxy; see `incoming`). */
+  readonly trustedPeer: boolean
+  readonly scheme: string
+  readonly host: string | undefined
+  readonly path: string
+  readonly clientAddress: string
+}
+
+const propagator = new W3CTraceContextPropagator()
+
+/** traceparent (and tracestate) for a span context. */
+function traceHeaders(sc: SpanContext): Record<string, string> {
+  const headers: Record<string, string> = { traceparent: `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & 1}` }
+  const state = sc.traceState?.serialize()
+  if (state) headers.tracestate = state
+  return headers
+}
+
+/**
+ * The gateway's tracer, over the OpenTelemetry SDK: a SERVER span per
+ * request, INTERNAL spans for stages the handler names, CLIENT spans for
+ * every outbound call (through observe/calls.ts), W3C trace context on each.
+ * Spans of a request find their parent through an AsyncLocalStorage set
+ * around the handler only; nothing is installed globally.
+ */
+export class GatewayTracer {
+  private readonly provider: TracerProvider
+  private readonly processor: BoundedExportProcessor
+  private readonly tracer
+  private readonly current = new AsyncLocalStorage<RequestTrace>()
+
+  constructor(
+    private readonly settings: TracingSettings,
+    observer?: TracingObserver,
+    exporter?: SpanExporter,
+  ) {
+    const ratio: Sampler = settings.ratio >= 1 ? new AlwaysOnSampler() : settings.ratio <= 0 ? new AlwaysOffSampler() : new TraceIdRatioBasedSampler(settings.ratio)
+    const options = { url: settings.endpoint, headers: { ...settings.headers }, timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 1 }
+    this.processor = new BoundedExportProcessor(exporter ?? (settings.protocol === 'http/json' ? new JsonExporter(options) : new ProtobufExporter(options)), settings, observer)
+    this.provider = new TracerProvider({
+      sampler: settings.parentBased ? new ParentBasedSampler({ root: ratio }) : ratio,
+      resource: resourceFromAttributes({ 'service.name': settings.serviceName, 'service.version': BUILD.version }),
+      spanProcessors: [this.processor],
+    })
+    this.tracer = this.provider.getTracer('oauth-gateway', BUILD.version)
+  }
+
+  /** Makes every outbound call of this process observed (and traced when a request is current). */
+  install(): void {
+    observeCalls((kind, name, target) => this.call(kind, name, target))
+  }
+
+  /** The SERVER span of a request, continuing or linking the client's trace as `incoming` says. */
+  startRequest(req: IncomingRequest): RequestTrace {
+    let parent: Context = ROOT_CONTEXT
+    let links: Link[] | undefined
+    if (typeof req.headers.traceparent === 'string') {
+      const extracted = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter)
+      const remote = trace.getSpanContext(extracted)
+      if (remote !== undefined) {
+        const continues = this.settings.incoming === 'always' || (this.settings.incoming === 'trusted' && req.trustedPeer)
+        if (continues) parent = extracted
+        else links = [{ context: remote, attributes: { 'gateway.link': 'client traceparent, not continued' } }]
+      }
+    }
+    const span = this.tracer.startSpan(
+      req.method,
+      {
+        kind: SpanKind.SERVER,
+        ...(links ? { links } : {}),
+        attributes: {
+          'http.request.method': req.method,
+          'url.path': req.path,
+          'url.scheme': req.scheme,
+          ...(req.host !== undefined ? { 'server.address': req.host } : {}),
+          'client.address': req.clientAddress,
+          ...(typeof req.headers['user-agent'] === 'string' ? { 'user_agent.original': req.headers['user-agent'] } : {}),
+        },
+      },
+      parent,
+    )
+    return { span, method: req.method, context: trace.setSpan(parent, span), recording: span.isRecording() }
+  }
+
+  /** Runs the request's handling with its trace current (for the spans of its calls). */
+  run<T>(t: RequestTrace, fn: () => T): T {
+    return this.current.run(t, fn)
+  }
+
+  /**
+   * Runs a stage (authentication…) in an INTERNAL span of the request, the
+   * parent of the calls it makes; a refusal is its status, with the reason.
+   */
+  async within<T>(t: RequestTrace, name: string, fn: () => Promise<T>): Promise<T> {
+    if (!t.recording) return fn()
+    const span = this.tracer.startSpan(name, { kind: SpanKind.INTERNAL }, t.context)
+    try {
+      return await this.current.run({ ...t, span, context: trace.setSpan(t.context, span) }, fn)
+    } catch (err) {
+      const code = (err as { code?: unknown }).code
+      if (typeof code === 'string') span.setAttribute('gateway.reason', code)
+      span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : 'failed' })
+      throw err
+    } finally {
+      span.end()
+    }
+  }
+
+  /** Ends a request's SERVER span with what became of it. */
+  endRequest(t: RequestTrace, end: { status: number; routeId: string | undefined; routePattern: string | undefined; decision: string; reason: string | undefined }): void {
+    const span = t.span
+    if (t.recording) {
+      if (end.routePattern !== undefined) {
+        span.updateName(`${t.method} ${end.routePattern}`)
+        span.setAttribute('http.route', end.routePattern)
+      }
+      if (end.routeId !== undefined) span.setAttribute('gateway.route.id', end.routeId)
+      span.setAttribute('http.response.status_code', end.status)
+      span.setAttribute('gateway.decision', end.decision)
+      if (end.reason !== undefined) span.setAttribute('gateway.reason', end.reason)
+      if (end.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? `status ${end.status}` })
+    }
+    span.end()
+  }
+
+  /** A CLIENT span for an outbound call of the current request (none outside a request, and none to Redis when it is not recorded). */
+  private call(kind: CallKind, name: string, target: string): ObservedCall | undefined {
+    const t = this.current.getStore()
+    if (t === undefined || (kind === 'redis' && !t.recording)) return undefined
+    const attributes: Record<string, string | number> = {}
+    if (kind === 'redis') {
+      attributes['db.system.name'] = 'redis'
+      attributes['db.operation.name'] = name
+      attributes['server.address'] = target
+    } else {
+      attributes['http.request.method'] = name
+      attributes['url.full'] = target
+      try {
+        const u = new URL(target)
+        attributes['server.address'] = u.hostname
+        attributes['server.port'] = Number(u.port || (u.protocol === 'https:' ? 443 : 80))
+      } catch {
+        // a target that is not a URL has no address to tell
+      }
+      attributes['gateway.call'] = kind
+    }
+    const span = this.tracer.startSpan(kind === 'redis' ? name : `${name} ${kind}`, { kind: SpanKind.CLIENT, attributes }, t.context)
+    return {
+      headers: kind === 'redis' ? undefined : traceHeaders(span.spanContext()),
+      end(status, error) {
+        if (status !== undefined) span.setAttribute('http.response.status_code', status)
+        if (error !== undefined || (status !== undefined && status >= 500)) {
+          const message = error instanceof Error ? error.message : status !== undefined ? `status ${status}` : 'failed'
+          span.setStatus({ code: SpanStatusCode.ERROR, message })
+          if (error instanceof Error) span.setAttribute('error.type', (error as NodeJS.ErrnoException).code ?? error.name)
+        }
+        span.end()
+      },
+    }
+  }
+
+  /** The ids the access log carries for a recorded request. */
+  ids(t: RequestTrace): { traceId: string; spanId: string } | undefined {
+    if (!t.recording) return undefined
+    const sc = t.span.spanContext()
+    return { traceId: sc.traceId, spanId: sc.spanId }
+  }
+
+  /** Exports what is queued (at most the export timeout) and stops. */
+  async shutdown(): Promise<void> {
+    observeCalls(undefined)
+    await this.provider.shutdown().catch(() => undefined)
+  }
+}
