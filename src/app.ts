@@ -123,7 +123,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   )
   // Tracing is read once, at start; off, nothing below allocates for it.
   const tracer = current.tracing ? new GatewayTracer(current.tracing, { spansDropped: (n) => metrics.traceSpansDropped(n), exported: (o, n) => metrics.traceExported(o, n) }) : undefined
-  tracer?.install()
   const trustedPeer = server.trustProxy === false ? () => false : proxyaddr.compile(server.trustProxy)
   const limits = current.limits
   const forwarder = new Forwarder({ bufferBytes: limits.bodyBufferBytes, bufferTotalBytes: limits.bodyBufferTotalBytes })
@@ -324,6 +323,7 @@ function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
     issuers: [...config.issuers.keys()],
     redis: config.cache.redis !== undefined,
     hash: config.hash,
+    tracing: config.tracing !== undefined,
     tlsUpstreams: [...new Set(config.router.routes.flatMap((r) => (r.upstream.kind === 'http' && r.upstream.tls ? [r.upstream.id] : [])))],
   })
 }

@@ -189,7 +189,12 @@ export class Metrics implements Observer {
     redis: boolean
     hash: string
     tlsUpstreams?: readonly string[]
+    tracing?: boolean
   }): void {
+    if (config.tracing) {
+      this.traceSpansDroppedTotal.inc([], 0)
+      for (const o of ['success', 'failure']) this.traceExports.inc([o], 0)
+    }
     for (const upstream of config.tlsUpstreams ?? []) for (const reason of TLS_FAILURES) this.upstreamTlsFailures.inc([upstream, reason], 0)
     for (const route of config.routes) {
       if (route.id.startsWith('@')) continue

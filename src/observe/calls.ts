@@ -1,9 +1,13 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
+
 /**
  * Outbound calls, observed. Stages that call out (the JWKS and introspection
  * clients, Redis, the forwarder) tell this module when a call starts and
  * ends, and add the headers it gives them (W3C traceparent) to the call;
- * they never import a tracer. With no observer (tracing off) every function
- * here returns at once and allocates nothing.
+ * they never import a tracer. The observer is the one of the request being
+ * handled (set around its handling by the tracer); with none (tracing off,
+ * or a call no request made) every function here returns at once and
+ * allocates nothing.
  */
 
 export type CallKind = 'jwks' | 'introspection' | 'discovery' | 'redis' | 'upstream'
@@ -19,14 +23,15 @@ export interface ObservedCall {
 /** Starts observing a call: `name` is the operation (an HTTP method, a Redis command), `target` its URL or server. */
 export type CallObserver = (kind: CallKind, name: string, target: string) => ObservedCall | undefined
 
-let observer: CallObserver | undefined
+const scope = new AsyncLocalStorage<CallObserver>()
 
-/** Sets (or, with undefined, removes) the observer of every outbound call in this process. */
-export function observeCalls(next: CallObserver | undefined): void {
-  observer = next
+/** Runs `fn` (and everything it starts) with the calls it makes observed by `observer`. */
+export function observingCalls<T>(observer: CallObserver, fn: () => T): T {
+  return scope.run(observer, fn)
 }
 
 export function callStarted(kind: CallKind, name: string, target: string): ObservedCall | undefined {
+  const observer = scope.getStore()
   return observer === undefined ? undefined : observer(kind, name, target)
 }
 

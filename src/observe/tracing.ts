@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { resourceFromAttributes } from '@opentelemetry/resources'
@@ -7,7 +6,7 @@ import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-t
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import type { TracingSettings } from '../config/tracing.js'
 import { BUILD } from '../build-info.js'
-import { observeCalls, type CallKind, type ObservedCall } from './calls.js'
+import { observingCalls, type CallKind, type ObservedCall } from './calls.js'
 
 /** What the tracer reports (the metrics are one implementation). */
 export interface TracingObserver {
@@ -144,7 +143,6 @@ export class GatewayTracer {
   private readonly provider: TracerProvider
   private readonly processor: BoundedExportProcessor
   private readonly tracer
-  private readonly current = new AsyncLocalStorage<RequestTrace>()
 
   constructor(
     private readonly settings: TracingSettings,
@@ -160,11 +158,6 @@ export class GatewayTracer {
       spanProcessors: [this.processor],
     })
     this.tracer = this.provider.getTracer('oauth-gateway', BUILD.version)
-  }
-
-  /** Makes every outbound call of this process observed (and traced when a request is current). */
-  install(): void {
-    observeCalls((kind, name, target) => this.call(kind, name, target))
   }
 
   /** The SERVER span of a request, continuing or linking the client's trace as `incoming` says. */
@@ -199,9 +192,9 @@ export class GatewayTracer {
     return { span, method: req.method, context: trace.setSpan(parent, span), recording: span.isRecording() }
   }
 
-  /** Runs the request's handling with its trace current (for the spans of its calls). */
+  /** Runs the request's handling with its trace current: the calls it makes are its CLIENT spans. */
   run<T>(t: RequestTrace, fn: () => T): T {
-    return this.current.run(t, fn)
+    return observingCalls((kind, name, target) => this.call(t, kind, name, target), fn)
   }
 
   /**
@@ -212,7 +205,7 @@ export class GatewayTracer {
     if (!t.recording) return fn()
     const span = this.tracer.startSpan(name, { kind: SpanKind.INTERNAL }, t.context)
     try {
-      return await this.current.run({ ...t, span, context: trace.setSpan(t.context, span) }, fn)
+      return await this.run({ ...t, span, context: trace.setSpan(t.context, span) }, fn)
     } catch (err) {
       const code = (err as { code?: unknown }).code
       if (typeof code === 'string') span.setAttribute('gateway.reason', code)
@@ -241,9 +234,8 @@ export class GatewayTracer {
   }
 
   /** A CLIENT span for an outbound call of the current request (none outside a request, and none to Redis when it is not recorded). */
-  private call(kind: CallKind, name: string, target: string): ObservedCall | undefined {
-    const t = this.current.getStore()
-    if (t === undefined || (kind === 'redis' && !t.recording)) return undefined
+  private call(t: RequestTrace, kind: CallKind, name: string, target: string): ObservedCall | undefined {
+    if (kind === 'redis' && !t.recording) return undefined
     const attributes: Record<string, string | number> = {}
     if (kind === 'redis') {
       attributes['db.system.name'] = 'redis'
@@ -285,7 +277,6 @@ export class GatewayTracer {
 
   /** Exports what is queued (at most the export timeout) and stops. */
   async shutdown(): Promise<void> {
-    observeCalls(undefined)
     await this.provider.shutdown().catch(() => undefined)
   }
 }

@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { buildAdmin } from '../../src/admin/app.js'
 import { buildGateway, type Gateway } from '../../src/app.js'
@@ -8,6 +8,7 @@ import { compileConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
 import { freePort } from '../helpers/redis.js'
 import { bearer, send } from '../helpers/servers.js'
+import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.js'
 
 // Every example under config/examples/ starts as the README shows it, and
 // its README steps hold. An example without steps here fails the first test.
@@ -29,11 +30,22 @@ async function adminUrl(): Promise<string> {
   return admin.listen({ host: '127.0.0.1', port: 0 })
 }
 
+/** The OTLP endpoint the tracing example exports to, as its README says: from the environment. */
+let otlp: OtlpReceiver | undefined
+afterAll(async () => {
+  await otlp?.close()
+})
+
 async function start(name: string): Promise<string> {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
   const file = `config/examples/${name}`
-  const config = await compileConfig(parseConfig(await readFile(file, 'utf8'), file, { GATEWAY_LISTEN: `127.0.0.1:${port}`, ADMIN_LISTEN: '127.0.0.1:0', PUBLIC_URL: url }))
+  const env: NodeJS.ProcessEnv = { GATEWAY_LISTEN: `127.0.0.1:${port}`, ADMIN_LISTEN: '127.0.0.1:0', PUBLIC_URL: url }
+  if (name === 'tracing.yaml') {
+    otlp ??= await startOtlpReceiver()
+    Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '20' })
+  }
+  const config = await compileConfig(parseConfig(await readFile(file, 'utf8'), file, env))
   running = await buildGateway({ config })
   await running.app.listen({ host: config.server.host, port: config.server.port })
   return url
@@ -51,6 +63,21 @@ async function demoToken(url: string, scope?: string, client = 'demo-client:demo
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'tracing.yaml': async (url) => {
+    const token = await demoToken(url)
+    const trace = '4bf92f3577b34da6a3ce929d0e0e4736'
+    const res = await send(url, { path: '/orders/1', headers: [bearer(token), ['traceparent', `00-${trace}-00f067aa0ba902b7-01`]] })
+    expect(res.status).toBe(200)
+    // The echo shows what a service would receive: the same trace, the gateway's span as parent.
+    const sent = res.json<{ headers: Record<string, string> }>().headers.traceparent!
+    expect(sent).toMatch(new RegExp(`^00-${trace}-[0-9a-f]{16}-01$`))
+    const parent = sent.split('-')[2]
+    // The spans reach the endpoint of OTEL_EXPORTER_OTLP_ENDPOINT (OTLP/protobuf by default).
+    const call = await otlp!.waitFor((s) => s.spanId === parent)
+    const server = await otlp!.waitFor((s) => s.spanId === call.parentSpanId)
+    expect(server).toMatchObject({ traceId: trace, parentSpanId: '00f067aa0ba902b7', name: 'GET /orders/*', kind: 2 })
+    expect(otlp!.contentTypes).toContain('application/x-protobuf')
+  },
   'rate-limits.yaml': async (url) => {
     const token = await demoToken(url)
     const other = await demoToken(url, undefined, 'other-client:other-secret-change-me')
