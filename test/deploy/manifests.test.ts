@@ -247,3 +247,26 @@ describe('deploy/compose.yaml', () => {
     expect(mount.split(':')[1]!.startsWith(provider.providers[0].options.path)).toBe(true)
   })
 })
+
+describe('deploy/tracing/compose.yaml', () => {
+  const compose = parse(readFileSync('deploy/tracing/compose.yaml', 'utf8')) as Doc
+  const collector = parse(readFileSync('deploy/tracing/collector.yaml', 'utf8')) as Doc
+
+  it('wires the gateway to the Collector through the standard variables, and the Collector to Jaeger', async () => {
+    expect(Object.keys(compose.services).sort()).toEqual(['gateway', 'jaeger', 'otel-collector'])
+    const gw = compose.services.gateway
+    for (const v of [...(gw.volumes as string[]), ...(compose.services['otel-collector'].volumes as string[])]) expect(existsSync(join('deploy/tracing', v.split(':')[0]!)), v).toBe(true)
+    const config = await compileConfig(parseConfig(readFileSync('deploy/tracing/gateway/gateway.yaml', 'utf8'), 'deploy/tracing/gateway/gateway.yaml', gw.environment))
+    // The endpoint comes from OTEL_EXPORTER_OTLP_ENDPOINT: the Collector's OTLP/HTTP receiver.
+    expect(config.tracing).toMatchObject({ endpoint: 'http://otel-collector:4318/v1/traces', protocol: 'http/protobuf', serviceName: 'gateway', ratio: 1 })
+    expect(collector.receivers.otlp.protocols.http.endpoint).toBe('0.0.0.0:4318')
+    const pipeline = collector.service.pipelines.traces
+    expect(pipeline.receivers).toEqual(['otlp'])
+    for (const p of pipeline.processors as string[]) expect(collector.processors[p]).toBeDefined()
+    for (const e of pipeline.exporters as string[]) expect(collector.exporters[e]).toBeDefined()
+    // Jaeger takes OTLP on 4317 and serves its UI on 16686.
+    expect(collector.exporters['otlp/jaeger'].endpoint).toBe('jaeger:4317')
+    expect(compose.services.jaeger.environment.COLLECTOR_OTLP_ENABLED).toBe('true')
+    expect(compose.services.jaeger.ports).toEqual(['127.0.0.1:16686:16686'])
+  })
+})

@@ -76,7 +76,18 @@ const redisArb = fc.oneof(
   fc.constant({}),
 )
 
+const tracingArb = fc
+  .record({
+    endpoint: maybe(mostly('http://127.0.0.1:4318/v1/traces', hostileUrl)),
+    protocol: maybe(fc.constantFrom('http/protobuf', 'http/json')),
+    sample_ratio: maybe(fc.oneof(fc.constant(0.01), fc.double({ min: 0, max: 1, noNaN: true }))),
+    incoming: maybe(fc.constantFrom('trusted', 'always', 'link')),
+    queue: maybe(fc.record({ max_spans: fc.integer({ min: 1, max: 5000 }), batch_spans: fc.integer({ min: 1, max: 5000 }), delay: mostly('5s', duration), export_timeout: mostly('10s', duration) })),
+  })
+  .map(strip)
+
 const configArb = fc.record({
+  tracing: maybe(tracingArb),
   routeLimits: maybe(fc.oneof(fc.array(limitArb, { maxLength: 3 }), fc.constant(false))),
   publicLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
   defaultLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
@@ -149,6 +160,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
     ],
     ...(c.defaultLimits || c.processes ? { rate_limits: { ...(c.defaultLimits ? { default: c.defaultLimits } : {}), ...(c.processes ? { replicas_hint: c.processes } : {}) } } : {}),
     ...(c.redis ? { cache: { redis: c.redis } } : {}),
+    ...(c.tracing ? { tracing: c.tracing } : {}),
     ...(c.asIssuer ? { authorization_server: { issuer: c.asIssuer, clients: [] } } : {}),
     ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),
     ...(c.identity || c.strip ? { identity_headers: { ...(c.identity ? { client_id: c.identity } : {}), ...(c.strip ? { strip_request_headers: c.strip } : {}) } } : {}),
