@@ -281,6 +281,28 @@ routes:
     counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
   }
 
+  // Tracing at 1 % (parent-based ratio, OTLP/protobuf) to a collector that answers at once: the
+  // same gateway otherwise, its JWT route beside the one without tracing.
+  let sink: ReturnType<typeof createServer> | undefined
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-tracing'))) {
+    const sinkPort = await freePort()
+    sink = createServer((req, res) => {
+      req.resume()
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' })
+        res.end()
+      })
+    }).listen(sinkPort, '127.0.0.1')
+    const extra = `tracing: { endpoint: "http://127.0.0.1:${sinkPort}/v1/traces", sample_ratio: 0.01 }\n`
+    const port = await freePort()
+    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], 'gateway-tracing')
+    children.push(child)
+    await waitForPort(port, child, 'gateway-tracing')
+    const scenario = { name: 'gateway-tracing-1pct-RS256', path: '/jwt', headers: bearer(tokens.RS256) }
+    targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
+    counted.push({ process: 'gateway-tracing', args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
+  }
+
   // The cost of the denial check: the same gateway, with Redis, once with no revocations and once with
   // 10,000 in force (read from Redis at start); both separate processes, so the pair differs in that alone.
   const denialPrefixes: string[] = []
@@ -458,6 +480,7 @@ end
     { ...compare('JWT route, 10,000 revocations / none (RS256, Redis)', 'gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.95 },
     { ...compare('JWT route + 1 limit in Redis / JWT route (RS256, Redis)', 'gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route + 1 limit, batch 100 / JWT route (Redis)', 'gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
+    { ...compare('JWT route, tracing at 1 % / tracing off (RS256)', 'gateway-tracing-1pct-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -500,6 +523,7 @@ end
       ['JWT route, 10,000 revocations vs none (RS256, Redis)', per('gateway-revocations-10k-jwt-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['JWT route + 1 limit in Redis vs JWT route (Redis)', per('gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['JWT route + 1 limit, batch 100 vs JWT route (Redis)', per('gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256')],
+      ['JWT route, tracing at 1 % vs off (RS256)', per('gateway-tracing-1pct-RS256', 'gateway-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
@@ -513,6 +537,7 @@ end
   writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, memory, instructions }, null, 2))
   console.log(`\nwrote ${out}`)
   introspection.close()
+  sink?.close()
   for (const prefix of denialPrefixes) await deletePrefix(prefix)
 }
 

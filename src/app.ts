@@ -213,11 +213,13 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       request.outcome.trace = tracer.startRequest({
         method: request.method,
         headers: raw.headers,
-        trustedPeer: trustedPeer(socket?.remoteAddress ?? '', 0),
-        scheme: (socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
-        host: raw.headers.host,
-        path: (raw.url ?? '/').split('?', 1)[0]!,
-        clientAddress: request.ip ?? '',
+        trustedPeer: () => trustedPeer(socket?.remoteAddress ?? '', 0),
+        describe: () => ({
+          scheme: (socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http',
+          host: raw.headers.host,
+          path: (raw.url ?? '/').split('?', 1)[0]!,
+          clientAddress: request.ip ?? '',
+        }),
       })
     }
     reply.raw.once('close', () => record(request, reply))
@@ -301,8 +303,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
   const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, tracer)
-  // Traced: the handler runs with the request's trace current, so the calls it makes hang from it.
-  app.all('*', tracer === undefined ? handle : (request, reply) => tracer.run(request.outcome!.trace!, () => handle(request, reply)))
+  app.all('*', handle)
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
@@ -369,8 +370,8 @@ function closeAfter(req: IncomingMessage, res: ServerResponse): void {
 /** The shared store seen through a key prefix (one prefix per deployment, or per test run). */
 function prefixed(store: SharedStore, prefix: string): SharedStore {
   return {
-    get: (key) => store.get(prefix + key),
-    set: (key, value, ttlMs) => store.set(prefix + key, value, ttlMs),
+    get: (key, calls) => store.get(prefix + key, calls),
+    set: (key, value, ttlMs, calls) => store.set(prefix + key, value, ttlMs, calls),
     get up() {
       return store.up
     },

@@ -112,7 +112,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     if (limits !== undefined) {
       if (limits.headers) outcome.rateLimit = { policy: [], current: [] }
       if (limits.byAddress.length > 0) {
-        const waiting = limiter.check(route.id, limits.byAddress, { ip: request.ip, principal: undefined }, outcome.rateLimit)
+        const waiting = limiter.check(route.id, limits.byAddress, { ip: request.ip, principal: undefined }, outcome.rateLimit, outcome.trace?.calls)
         if (waiting !== undefined) await waiting
       }
     }
@@ -128,7 +128,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
       })
       const started = performance.now()
       const tokens = route.auth.tokens
-      const authenticated = tracer !== undefined && outcome.trace !== undefined ? await tracer.within(outcome.trace, 'authenticate', () => authenticate(token, tokens, authn)) : await authenticate(token, tokens, authn)
+      const trace = outcome.trace
+      const authenticated = tracer !== undefined && trace !== undefined ? await tracer.within(trace, 'authenticate', (calls) => authenticate(token, tokens, authn, calls)) : await authenticate(token, tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
       checkNotRevoked(principal, config.revocations, () => token.value)
@@ -142,7 +143,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     }
     // Limits by identity count authorized requests only.
     if (limits !== undefined && limits.byIdentity.length > 0) {
-      const waiting = limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit)
+      const waiting = limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit, outcome.trace?.calls)
       if (waiting !== undefined) await waiting
     }
 

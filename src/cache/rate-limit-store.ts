@@ -1,5 +1,6 @@
 import { ExpiringLru } from './lru.js'
 import type { RedisStore } from './redis-store.js'
+import type { CallObserver } from '../observe/calls.js'
 
 /**
  * Rate-limit buckets: GCRA (the generic cell rate algorithm), one theoretical
@@ -25,7 +26,7 @@ export interface Taken {
 /** A place buckets live: this process, or Redis (shared by every replica). */
 export interface BucketStore {
   /** Takes up to `want` requests from the bucket at `key`; undefined when the store could not answer. */
-  take(key: string, emissionUs: number, burst: number, want: number): Promise<Taken | undefined> | Taken | undefined
+  take(key: string, emissionUs: number, burst: number, want: number, calls?: CallObserver): Promise<Taken | undefined> | Taken | undefined
 }
 
 /** The GCRA step, shared by both stores (the Lua script below is the same arithmetic). */
@@ -136,13 +137,13 @@ export class RedisBuckets implements BucketStore {
    * the take in the replication stream, so a failover can lose the take, or
    * both, but never keep the give-back alone.
    */
-  async take(key: string, emissionUs: number, burst: number, want: number): Promise<Taken | undefined> {
+  async take(key: string, emissionUs: number, burst: number, want: number, calls?: CallObserver): Promise<Taken | undefined> {
     const args = [this.prefix + key, emissionUs, burst, want]
     let answer: unknown
-    if (this.replicas === 0) answer = await this.store.runScript(SCRIPT, args)
+    if (this.replicas === 0) answer = await this.store.runScript(SCRIPT, args, calls)
     else {
       if (Date.now() < this.unreplicatedUntil) return undefined
-      const ran = await this.store.runScriptReplicated<unknown>(SCRIPT, args, this.replicas)
+      const ran = await this.store.runScriptReplicated<unknown>(SCRIPT, args, this.replicas, calls)
       if (ran === undefined) return undefined
       if (!ran.acknowledged) {
         const granted = Array.isArray(ran.value) ? Number(ran.value[0]) : 0

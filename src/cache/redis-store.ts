@@ -1,11 +1,12 @@
 import type { Logger } from 'pino'
 import { closeRedis, connectRedis, type RedisClient, type RedisTopology } from './redis-client.js'
-import { callStarted } from '../observe/calls.js'
+import { callStarted, type CallObserver } from '../observe/calls.js'
 
 /** The tier shared by every gateway replica. Failures are misses, never errors. */
 export interface SharedStore {
-  get(key: string): Promise<string | undefined>
-  set(key: string, value: string, ttlMs: number): Promise<void>
+  /** `calls` observes the command (a request's trace). */
+  get(key: string, calls?: CallObserver): Promise<string | undefined>
+  set(key: string, value: string, ttlMs: number, calls?: CallObserver): Promise<void>
   /** True while the store answers. */
   readonly up: boolean
   close(): Promise<void>
@@ -70,9 +71,9 @@ export class RedisStore implements SharedStore {
   }
 
   /** Runs a command unless the circuit is open; failures and timeouts count towards opening it. */
-  private async command<T>(name: string, run: () => Promise<T>): Promise<T | undefined> {
+  private async command<T>(name: string, run: () => Promise<T>, calls?: CallObserver): Promise<T | undefined> {
     if (!this.up) return undefined
-    const call = callStarted('redis', name, this.where)
+    const call = callStarted('redis', name, this.where, calls)
     try {
       const value = await run()
       this.failures = 0
@@ -112,9 +113,9 @@ export class RedisStore implements SharedStore {
   }
 
   /** Runs a script defined by defineScript: its answer, or undefined when Redis is away or the call failed (a failure counts towards the breaker). */
-  async runScript<T>(name: string, keysAndArgs: readonly (string | number)[]): Promise<T | undefined> {
+  async runScript<T>(name: string, keysAndArgs: readonly (string | number)[], calls?: CallObserver): Promise<T | undefined> {
     if (!(name in this.client)) return undefined
-    return this.command('EVALSHA', () => (this.client as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[name]!(...keysAndArgs))
+    return this.command('EVALSHA', () => (this.client as unknown as Record<string, (...a: (string | number)[]) => Promise<T>>)[name]!(...keysAndArgs), calls)
   }
 
   /**
@@ -122,7 +123,7 @@ export class RedisStore implements SharedStore {
    * replicas have its writes, at most a quarter of the command timeout: whether they
    * did is `acknowledged`. Undefined when Redis is away or the call failed.
    */
-  async runScriptReplicated<T>(name: string, keysAndArgs: readonly (string | number)[], replicas: number): Promise<{ value: T; acknowledged: boolean } | undefined> {
+  async runScriptReplicated<T>(name: string, keysAndArgs: readonly (string | number)[], replicas: number, calls?: CallObserver): Promise<{ value: T; acknowledged: boolean } | undefined> {
     if (!(name in this.client)) return undefined
     return this.command('EVALSHA+WAIT', async () => {
       const pipeline = this.client.pipeline()
@@ -132,17 +133,17 @@ export class RedisStore implements SharedStore {
       if (!ran || ran[0]) throw ran?.[0] ?? new Error('no answer')
       // The script ran; a WAIT that failed or timed out is a write not acknowledged.
       return { value: ran[1] as T, acknowledged: !waited?.[0] && Number(waited?.[1]) >= replicas }
-    })
+    }, calls)
   }
 
-  async get(key: string): Promise<string | undefined> {
-    return (await this.command('GET', () => this.client.get(key))) ?? undefined
+  async get(key: string, calls?: CallObserver): Promise<string | undefined> {
+    return (await this.command('GET', () => this.client.get(key), calls)) ?? undefined
   }
 
-  async set(key: string, value: string, ttlMs: number): Promise<void> {
+  async set(key: string, value: string, ttlMs: number, calls?: CallObserver): Promise<void> {
     if (ttlMs < 1) return
     // A result that is not shared is only a later miss.
-    await this.command('SET', () => this.client.set(key, value, 'PX', Math.ceil(ttlMs)))
+    await this.command('SET', () => this.client.set(key, value, 'PX', Math.ceil(ttlMs)), calls)
   }
 
   /** Closes the connection; never waits on a Redis that is down (a drain must not hang on it). */

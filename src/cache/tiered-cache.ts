@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { ExpiringLru } from './lru.js'
 import type { SharedStore } from './redis-store.js'
+import type { CallObserver } from '../observe/calls.js'
 
 /** Turns values into strings for the shared tier and back. `decode` returns undefined for anything it does not fully recognise. */
 export interface Codec<T> {
@@ -70,23 +71,23 @@ export class TieredCache<T> {
    * `secret` gives the sealing secret of this key's shared value; it is only
    * called when the shared tier is used.
    */
-  get(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer): Promise<{ value: T; source: CacheSource }> {
+  get(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer, calls?: CallObserver): Promise<{ value: T; source: CacheSource }> {
     const memory = this.options.memory.get(key)
     this.options.onLookup?.('memory', memory !== undefined)
     if (memory !== undefined) return Promise.resolve({ value: memory, source: 'memory' })
     let pending = this.inFlight.get(key)
     if (pending === undefined) {
-      pending = this.fill(key, load, secret).finally(() => this.inFlight.delete(key))
+      pending = this.fill(key, load, secret, calls).finally(() => this.inFlight.delete(key))
       this.inFlight.set(key, pending)
     }
     return pending
   }
 
-  private async fill(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer): Promise<{ value: T; source: CacheSource }> {
+  private async fill(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer, calls: CallObserver | undefined): Promise<{ value: T; source: CacheSource }> {
     const shared = this.options.shared
     let sealing: Buffer | undefined
     if (shared) {
-      const text = await shared.get(key)
+      const text = await shared.get(key, calls)
       let found: { value: T; expiresAt: number } | undefined
       if (text !== undefined) {
         sealing = secret()
@@ -105,7 +106,7 @@ export class TieredCache<T> {
       if (shared) {
         const text = this.options.codec.encode(loaded.value)
         const mac = seal((sealing ??= secret()), key, expiresAt, text)
-        await shared.set(key, `${FORMAT}|${mac}|${expiresAt}|${text}`, loaded.ttlMs)
+        await shared.set(key, `${FORMAT}|${mac}|${expiresAt}|${text}`, loaded.ttlMs, calls)
       }
     }
     return { value: loaded.value, source: 'origin' }

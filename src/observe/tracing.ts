@@ -1,12 +1,13 @@
 import { defaultTextMapGetter, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Link, type Span, type SpanContext } from '@opentelemetry/api'
 import { ExportResultCode, W3CTraceContextPropagator } from '@opentelemetry/core'
 import { resourceFromAttributes } from '@opentelemetry/resources'
-import { AlwaysOffSampler, AlwaysOnSampler, ParentBasedSampler, TraceIdRatioBasedSampler, TracerProvider, type ReadableSpan, type Sampler, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
+import { randomFillSync } from 'node:crypto'
+import { AlwaysOnSampler, TracerProvider, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
 import type { TracingSettings } from '../config/tracing.js'
 import { BUILD } from '../build-info.js'
-import { observingCalls, type CallKind, type ObservedCall } from './calls.js'
+import type { CallKind, CallObserver, ObservedCall } from './calls.js'
 
 /** What the tracer reports (the metrics are one implementation). */
 export interface TracingObserver {
@@ -109,20 +110,49 @@ export interface RequestTrace {
   readonly context: Context
   /** Recorded (sampled): its ids go into the access log. */
   readonly recording: boolean
+  /** The observer of its calls: CLIENT spans when recorded; else only the trace context, passed on. */
+  readonly calls: CallObserver
 }
 
 export interface IncomingRequest {
   readonly method: string
   readonly headers: Readonly<Record<string, string | string[] | undefined>>
-  /** The peer may continue a trace (a trusted proxy; see `incoming`). */
-  readonly trustedPeer: boolean
-  readonly scheme: string
-  readonly host: string | undefined
-  readonly path: string
-  readonly clientAddress: string
+  /** Whether the peer may continue a trace (a trusted proxy; see `incoming`): asked only when it sends one. */
+  trustedPeer(): boolean
+  /** What a recorded span says of the request: asked only when it is recorded. */
+  describe(): { readonly scheme: string; readonly host: string | undefined; readonly path: string; readonly clientAddress: string }
 }
 
 const propagator = new W3CTraceContextPropagator()
+
+const ZERO_TRACE_ID = '0'.repeat(32)
+const ZERO_SPAN_ID = '0'.repeat(16)
+
+/** Random ids from a pooled buffer (one getrandom call per 256 ids). */
+const idPool = Buffer.alloc(4096)
+let idAt = idPool.length
+function randomHex(bytes: number): string {
+  if (idAt + bytes > idPool.length) {
+    randomFillSync(idPool)
+    idAt = 0
+  }
+  const hex = idPool.toString('hex', idAt, idAt + bytes)
+  idAt += bytes
+  // An all-zero id is invalid (W3C): draw again.
+  return hex === ZERO_TRACE_ID || hex === ZERO_SPAN_ID ? randomHex(bytes) : hex
+}
+const NO_CALL_END = () => undefined
+const NO_CALLS: CallObserver = () => undefined
+
+/** For a request not recorded: its calls carry its trace context (not sampled), and make no span. */
+function passOn(span: Span): CallObserver {
+  let call: ObservedCall | undefined
+  return (kind) => {
+    if (kind === 'redis') return undefined
+    call ??= { headers: traceHeaders(span.spanContext()), end: NO_CALL_END }
+    return call
+  }
+}
 
 /** traceparent (and tracestate) for a span context. */
 function traceHeaders(sc: SpanContext): Record<string, string> {
@@ -135,9 +165,9 @@ function traceHeaders(sc: SpanContext): Record<string, string> {
 /**
  * The gateway's tracer, over the OpenTelemetry SDK: a SERVER span per
  * request, INTERNAL spans for stages the handler names, CLIENT spans for
- * every outbound call (through observe/calls.ts), W3C trace context on each.
- * Spans of a request find their parent through an AsyncLocalStorage set
- * around the handler only; nothing is installed globally.
+ * every outbound call (through observe/calls.ts: each request's observer is
+ * handed down with its calls), W3C trace context on each. Nothing is
+ * installed globally and no async context is kept.
  */
 export class GatewayTracer {
   private readonly provider: TracerProvider
@@ -149,63 +179,65 @@ export class GatewayTracer {
     observer?: TracingObserver,
     exporter?: SpanExporter,
   ) {
-    const ratio: Sampler = settings.ratio >= 1 ? new AlwaysOnSampler() : settings.ratio <= 0 ? new AlwaysOffSampler() : new TraceIdRatioBasedSampler(settings.ratio)
     const options = { url: settings.endpoint, headers: { ...settings.headers }, timeoutMillis: settings.exportTimeoutMs, concurrencyLimit: 1 }
     this.processor = new BoundedExportProcessor(exporter ?? (settings.protocol === 'http/json' ? new JsonExporter(options) : new ProtobufExporter(options)), settings, observer)
     this.provider = new TracerProvider({
-      sampler: settings.parentBased ? new ParentBasedSampler({ root: ratio }) : ratio,
+      // The decision is made in startRequest (parent-based ratio); what reaches the SDK is recorded.
+      sampler: new AlwaysOnSampler(),
       resource: resourceFromAttributes({ 'service.name': settings.serviceName, 'service.version': BUILD.version }),
       spanProcessors: [this.processor],
     })
     this.tracer = this.provider.getTracer('oauth-gateway', BUILD.version)
   }
 
-  /** The SERVER span of a request, continuing or linking the client's trace as `incoming` says. */
+  /**
+   * The SERVER span of a request, continuing or linking the client's trace
+   * as `incoming` says. Sampling is decided here (parent-based: a continued
+   * trace follows its parent's flag; a new one the ratio); a request not
+   * sampled gets ids and passes its context on, and costs the SDK nothing.
+   */
   startRequest(req: IncomingRequest): RequestTrace {
     let parent: Context = ROOT_CONTEXT
+    let remote: SpanContext | undefined
     let links: Link[] | undefined
     if (typeof req.headers.traceparent === 'string') {
       const extracted = propagator.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter)
-      const remote = trace.getSpanContext(extracted)
-      if (remote !== undefined) {
-        const continues = this.settings.incoming === 'always' || (this.settings.incoming === 'trusted' && req.trustedPeer)
-        if (continues) parent = extracted
-        else links = [{ context: remote, attributes: { 'gateway.link': 'client traceparent, not continued' } }]
+      const given = trace.getSpanContext(extracted)
+      if (given !== undefined) {
+        const continues = this.settings.incoming === 'always' || (this.settings.incoming === 'trusted' && req.trustedPeer())
+        if (continues) {
+          parent = extracted
+          remote = given
+        } else links = [{ context: given, attributes: { 'gateway.link': 'client traceparent, not continued' } }]
       }
     }
-    const span = this.tracer.startSpan(
-      req.method,
-      {
-        kind: SpanKind.SERVER,
-        ...(links ? { links } : {}),
-        attributes: {
-          'http.request.method': req.method,
-          'url.path': req.path,
-          'url.scheme': req.scheme,
-          ...(req.host !== undefined ? { 'server.address': req.host } : {}),
-          'client.address': req.clientAddress,
-          ...(typeof req.headers['user-agent'] === 'string' ? { 'user_agent.original': req.headers['user-agent'] } : {}),
-        },
-      },
-      parent,
-    )
-    return { span, method: req.method, context: trace.setSpan(parent, span), recording: span.isRecording() }
-  }
-
-  /** Runs the request's handling with its trace current: the calls it makes are its CLIENT spans. */
-  run<T>(t: RequestTrace, fn: () => T): T {
-    return observingCalls((kind, name, target) => this.call(t, kind, name, target), fn)
+    const ratio = this.settings.ratio
+    const sampled = remote !== undefined && this.settings.parentBased ? (remote.traceFlags & 1) === 1 : ratio >= 1 || (ratio > 0 && Math.random() < ratio)
+    if (!sampled) {
+      const span = trace.wrapSpanContext({ traceId: remote?.traceId ?? randomHex(16), spanId: randomHex(8), traceFlags: 0, ...(remote?.traceState ? { traceState: remote.traceState } : {}) })
+      return { span, method: req.method, context: ROOT_CONTEXT, recording: false, calls: passOn(span) }
+    }
+    const d = req.describe()
+    const attributes: Record<string, string> = { 'http.request.method': req.method, 'url.path': d.path, 'url.scheme': d.scheme, 'client.address': d.clientAddress }
+    if (d.host !== undefined) attributes['server.address'] = d.host
+    if (typeof req.headers['user-agent'] === 'string') attributes['user_agent.original'] = req.headers['user-agent']
+    const span = this.tracer.startSpan(req.method, { kind: SpanKind.SERVER, attributes, ...(links ? { links } : {}) }, parent)
+    const t: { span: Span; method: string; context: Context; recording: boolean; calls: CallObserver } = { span, method: req.method, context: trace.setSpan(parent, span), recording: true, calls: NO_CALLS }
+    t.calls = (kind, name, target) => this.call(t, kind, name, target)
+    return t
   }
 
   /**
    * Runs a stage (authentication…) in an INTERNAL span of the request, the
    * parent of the calls it makes; a refusal is its status, with the reason.
    */
-  async within<T>(t: RequestTrace, name: string, fn: () => Promise<T>): Promise<T> {
-    if (!t.recording) return fn()
+  async within<T>(t: RequestTrace, name: string, fn: (calls: CallObserver) => Promise<T>): Promise<T> {
+    if (!t.recording) return fn(t.calls)
     const span = this.tracer.startSpan(name, { kind: SpanKind.INTERNAL }, t.context)
     try {
-      return await this.run({ ...t, span, context: trace.setSpan(t.context, span) }, fn)
+      const child: RequestTrace & { calls: CallObserver } = { ...t, span, context: trace.setSpan(t.context, span) }
+      child.calls = (kind, name, target) => this.call(child, kind, name, target)
+      return await fn(child.calls)
     } catch (err) {
       const code = (err as { code?: unknown }).code
       if (typeof code === 'string') span.setAttribute('gateway.reason', code)

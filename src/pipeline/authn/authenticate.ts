@@ -4,6 +4,7 @@ import { peekIssuer, verifyJwt, type TrustedIssuer } from './jwt.js'
 import type { VerifiedTokenCache } from './verified-cache.js'
 import type { Principal } from './principal.js'
 import type { CacheSource, TieredCache } from '../../cache/tiered-cache.js'
+import type { CallObserver } from '../../observe/calls.js'
 import { GatewayError } from '../../errors.js'
 import type { BearerToken } from '../extract/bearer.js'
 import type { ValidationMode } from '../../config/schema.js'
@@ -49,7 +50,7 @@ export interface AuthnContext {
  * - `jwt_and_introspection`: verified locally, then asked (revocation).
  * A token that is not a JWT goes to the route's opaque-token issuer, if any.
  */
-export async function authenticate(bearer: BearerToken, policy: TokenPolicy, ctx: AuthnContext): Promise<Authenticated> {
+export async function authenticate(bearer: BearerToken, policy: TokenPolicy, ctx: AuthnContext, calls?: CallObserver): Promise<Authenticated> {
   const token = bearer.value
   // A JWT verified before is found by its hash, without decoding it again.
   const key = ctx.verifiedTokens && policy.verifiesJwts ? bearer.keyFor(ctx.verifiedTokens) : undefined
@@ -68,17 +69,17 @@ export async function authenticate(bearer: BearerToken, policy: TokenPolicy, ctx
     switch (entry.mode) {
       case 'jwt':
       case 'auto':
-        return verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
+        return verifyJwtCached(token, key, hit, entry.issuer, policy, ctx, calls)
       case 'introspection':
-        return introspect(bearer, entry.issuer as IntrospectingIssuer, ctx)
+        return introspect(bearer, entry.issuer as IntrospectingIssuer, ctx, calls)
       case 'jwt_and_introspection': {
-        const { principal } = await verifyJwtCached(token, key, hit, entry.issuer, policy, ctx)
-        const checked = await introspect(bearer, entry.issuer as IntrospectingIssuer, ctx)
+        const { principal } = await verifyJwtCached(token, key, hit, entry.issuer, policy, ctx, calls)
+        const checked = await introspect(bearer, entry.issuer as IntrospectingIssuer, ctx, calls)
         return { principal, method: 'introspection', cache: checked.cache }
       }
     }
   }
-  if (policy.opaque) return introspect(bearer, policy.opaque, ctx)
+  if (policy.opaque) return introspect(bearer, policy.opaque, ctx, calls)
   throw new GatewayError('token_malformed', 'the token is not a JWT')
 }
 
@@ -90,27 +91,29 @@ async function verifyJwtCached(
   issuer: TrustedIssuer,
   policy: TokenPolicy,
   ctx: AuthnContext,
+  calls: CallObserver | undefined,
 ): Promise<Authenticated> {
   const cache = ctx.verifiedTokens
-  if (!cache || key === undefined) return { principal: await verifyJwt(token, issuer), method: 'jwt', cache: 'none' }
+  if (!cache || key === undefined) return { principal: await verifyJwt(token, issuer, calls), method: 'jwt', cache: 'none' }
   if (hit && hit.issuer === issuer) return { principal: hit.principal, method: 'jwt', cache: 'memory' }
-  const principal = await verifyJwt(token, issuer)
+  const principal = await verifyJwt(token, issuer, calls)
   cache.set(key, issuer, principal, policy.keepClaims)
   return { principal, method: 'jwt', cache: 'origin' }
 }
 
-async function introspect(bearer: BearerToken, issuer: IntrospectingIssuer, ctx: AuthnContext): Promise<Authenticated> {
+async function introspect(bearer: BearerToken, issuer: IntrospectingIssuer, ctx: AuthnContext, calls: CallObserver | undefined): Promise<Authenticated> {
   const client = issuer.introspection
   const token = bearer.value
   const now = ctx.now ?? Date.now
   const { value, source } = await ctx.introspectionCache.get(
     bearer.keyFor(client),
     async () => {
-      const record = await client.introspect(token)
+      const record = await client.introspect(token, calls)
       return { value: record, ttlMs: client.ttlMs(record, now()) }
     },
     // Computed only when the shared tier is read or written.
     () => client.sealSecret(token),
+    calls,
   )
   return { principal: principalFromIntrospection(issuer, value, now() / 1000), method: 'introspection', cache: source }
 }

@@ -1,5 +1,4 @@
 import { readLimited } from './remote-jwks.js'
-import { callStarted, withCallHeaders } from '../../observe/calls.js'
 
 export interface AuthorizationServerMetadata {
   readonly issuer: string
@@ -59,15 +58,7 @@ export class Discovery {
     try {
       let lastStatus = 0
       for (const url of metadataUrls(this.issuer)) {
-        const call = callStarted('discovery', 'GET', url)
-        let res: Response
-        try {
-          res = await fetch(url, { headers: withCallHeaders({ accept: 'application/json' }, call), redirect: 'error', signal: AbortSignal.timeout(this.timeoutMs) })
-          call?.end(res.status)
-        } catch (err) {
-          call?.end(undefined, err)
-          throw err
-        }
+        const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(this.timeoutMs) })
         if (res.status !== 200) {
           lastStatus = res.status
           await res.body?.cancel()

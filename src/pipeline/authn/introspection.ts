@@ -5,7 +5,7 @@ import type { TokenKeyed } from '../extract/bearer.js'
 import { readLimited } from './remote-jwks.js'
 import { scopesFromClaims, type Principal } from './principal.js'
 import type { ClaimPath } from './claim-path.js'
-import { callStarted, withCallHeaders } from '../../observe/calls.js'
+import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
 
 /**
  * What the gateway keeps of an introspection response: only the fields its
@@ -119,9 +119,9 @@ export class IntrospectionClient implements TokenKeyed {
     return Math.min(max, record.exp * 1000 - nowMs)
   }
 
-  async introspect(token: string): Promise<IntrospectionRecord> {
+  async introspect(token: string, calls?: CallObserver): Promise<IntrospectionRecord> {
     try {
-      const record = await this.call(token)
+      const record = await this.call(token, calls)
       this.settings.onCall?.(record.active ? 'active' : 'inactive')
       return record
     } catch (err) {
@@ -131,7 +131,7 @@ export class IntrospectionClient implements TokenKeyed {
     }
   }
 
-  private async call(token: string): Promise<IntrospectionRecord> {
+  private async call(token: string, calls: CallObserver | undefined): Promise<IntrospectionRecord> {
     const s = this.settings
     const endpoint = typeof s.endpoint === 'string' ? s.endpoint : await s.endpoint()
     const form = new URLSearchParams({ token, token_type_hint: 'access_token' })
@@ -142,7 +142,7 @@ export class IntrospectionClient implements TokenKeyed {
       form.set('client_id', s.clientId)
       form.set('client_secret', s.clientSecret)
     }
-    const call = callStarted('introspection', 'POST', endpoint)
+    const call = callStarted('introspection', 'POST', endpoint, calls)
     let doc: unknown
     try {
       const res = await fetch(endpoint, { method: 'POST', headers: withCallHeaders(headers, call), body: form.toString(), redirect: 'error', signal: AbortSignal.timeout(s.timeoutMs) })

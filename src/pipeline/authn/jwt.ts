@@ -1,4 +1,8 @@
 import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import type { CallObserver } from '../../observe/calls.js'
+
+/** A key lookup that may fetch (a remote set): its fetch is one of the request's calls. */
+export type GetKey = (header: Parameters<JWTVerifyGetKey>[0], token: Parameters<JWTVerifyGetKey>[1], calls?: CallObserver) => ReturnType<JWTVerifyGetKey>
 import { GatewayError, isGatewayError } from '../../errors.js'
 import { principalFromClaims, type Principal } from './principal.js'
 import type { ClaimPath } from './claim-path.js'
@@ -12,7 +16,7 @@ export interface TrustedIssuer {
   readonly clockSkewSeconds: number
   readonly requireTyp: 'at+jwt' | undefined
   /** Undefined when the issuer's tokens are only introspected. */
-  readonly getKey: JWTVerifyGetKey | undefined
+  readonly getKey: GetKey | undefined
   /** Changes whenever the issuer's key set changes (static keys: never). */
   readonly keyVersion?: () => number
   /** Where its tokens carry scopes (default: scope and scp). */
@@ -47,8 +51,9 @@ export function peekIssuer(token: string): string | undefined | null {
  * nbf and iat with the issuer's clock skew, and `typ` when the issuer requires
  * `at+jwt`.
  */
-export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<Principal> {
-  if (!issuer.getKey) throw new GatewayError('token_malformed', 'this route does not accept JWTs from this issuer')
+export async function verifyJwt(token: string, issuer: TrustedIssuer, calls?: CallObserver): Promise<Principal> {
+  const getKey = issuer.getKey
+  if (!getKey) throw new GatewayError('token_malformed', 'this route does not accept JWTs from this issuer')
   const options = {
     issuer: issuer.issuer,
     audience: issuer.audiences as string[],
@@ -58,7 +63,8 @@ export async function verifyJwt(token: string, issuer: TrustedIssuer): Promise<P
     ...(issuer.requireTyp ? { typ: issuer.requireTyp } : {}),
   }
   try {
-    const { payload } = await jwtVerify(token, issuer.getKey, options)
+    const lookup: JWTVerifyGetKey = calls === undefined ? getKey : (h, t) => getKey(h, t, calls)
+    const { payload } = await jwtVerify(token, lookup, options)
     return principalFromClaims(issuer.id, issuer.issuer, payload, issuer.scopeClaims)
   } catch (err) {
     if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toGatewayError(err)
@@ -108,16 +114,16 @@ function toGatewayError(err: unknown): GatewayError {
 }
 
 /** Key lookup over static keys first, then (if any) a remote set. */
-export function combineKeySources(staticKeys: Parameters<typeof createLocalJWKSet>[0] | undefined, remote: JWTVerifyGetKey | undefined): JWTVerifyGetKey {
+export function combineKeySources(staticKeys: Parameters<typeof createLocalJWKSet>[0] | undefined, remote: GetKey | undefined): GetKey {
   const local = staticKeys && staticKeys.keys.length > 0 ? createLocalJWKSet(staticKeys) : undefined
   if (local && !remote) return local
   if (remote && !local) return remote
   if (!local || !remote) throw new Error('an issuer needs jwks_uri or keys')
-  return async (header, token) => {
+  return async (header, token, calls) => {
     try {
       return await local(header, token)
     } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey) return remote(header, token)
+      if (err instanceof errors.JWKSNoMatchingKey) return remote(header, token, calls)
       throw err
     }
   }

@@ -1,7 +1,8 @@
 import { createPublicKey } from 'node:crypto'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
 import { GatewayError } from '../../errors.js'
-import { callStarted, withCallHeaders } from '../../observe/calls.js'
+import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
+import type { GetKey } from './jwt.js'
 
 export interface RemoteJwksOptions {
   readonly timeoutMs: number
@@ -74,11 +75,12 @@ export class RemoteJwks {
     return this.refresh()
   }
 
-  readonly getKey: JWTVerifyGetKey = async (header, token) => {
+  /** A key for a token; `calls` observes a fetch this lookup starts. */
+  readonly getKey: GetKey = async (header, token, calls) => {
     const now = this.now()
     if (this.local === undefined) {
       if (this.inFlight) await this.inFlight
-      else if (!this.lastAttemptFailed || now - this.lastAttemptAt >= NO_KEYS_RETRY_MS) await this.refresh()
+      else if (!this.lastAttemptFailed || now - this.lastAttemptAt >= NO_KEYS_RETRY_MS) await this.refresh(calls)
       if (this.local === undefined) throw new GatewayError('dependency_unavailable', "the issuer's signing keys cannot be fetched")
     } else if (now - this.fetchedAt >= this.options.maxAgeMs && now - this.lastAttemptAt >= this.options.cooldownMs) {
       void this.refresh()
@@ -93,7 +95,7 @@ export class RemoteJwks {
       if (this.inFlight) {
         await this.inFlight
       } else if (now - this.lastAttemptAt >= this.options.cooldownMs) {
-        await this.refresh()
+        await this.refresh(calls)
       } else if (this.lastAttemptFailed) {
         throw new GatewayError('dependency_unavailable', "the issuer's signing keys cannot be fetched", { cause: err })
       } else {
@@ -106,18 +108,18 @@ export class RemoteJwks {
     }
   }
 
-  private refresh(): Promise<boolean> {
-    this.inFlight ??= this.fetchKeys().finally(() => {
+  private refresh(calls?: CallObserver): Promise<boolean> {
+    this.inFlight ??= this.fetchKeys(calls).finally(() => {
       this.inFlight = undefined
     })
     return this.inFlight
   }
 
-  private async fetchKeys(): Promise<boolean> {
+  private async fetchKeys(calls: CallObserver | undefined): Promise<boolean> {
     this.lastAttemptAt = this.now()
     try {
       const url = typeof this.url === 'string' ? this.url : await this.url()
-      const { keys, rejected } = vetKeys(publicSigningKeys(await fetchJwks(url, this.options.timeoutMs)), this.options.algorithms)
+      const { keys, rejected } = vetKeys(publicSigningKeys(await fetchJwks(url, this.options.timeoutMs, calls)), this.options.algorithms)
       // An empty or wholly unusable set is a failed fetch: it never replaces keys that work.
       if (keys.length === 0) throw new Error(`the key set has no usable key${rejected.length ? ` (${rejected.length} left out)` : ''}`)
       const json = JSON.stringify(keys)
@@ -140,8 +142,8 @@ export class RemoteJwks {
   }
 }
 
-async function fetchJwks(url: string, timeoutMs: number): Promise<unknown> {
-  const call = callStarted('jwks', 'GET', url)
+async function fetchJwks(url: string, timeoutMs: number, calls: CallObserver | undefined): Promise<unknown> {
+  const call = callStarted('jwks', 'GET', url, calls)
   try {
     const res = await fetch(url, {
       headers: withCallHeaders({ accept: 'application/jwk-set+json, application/json' }, call),

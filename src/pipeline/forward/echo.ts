@@ -9,7 +9,7 @@ import { callStarted, withCallHeaders } from '../../observe/calls.js'
  */
 export function echo(request: FastifyRequest, reply: FastifyReply, path: string, query: string, headers: OutgoingHeaderContext): FastifyReply {
   // As a service behind the route would see it: the trace context of the gateway's call too.
-  const call = callStarted('upstream', request.method, `echo:${path}`)
+  const call = callStarted('upstream', request.method, `echo:${path}`, request.outcome?.trace?.calls)
   const outgoing = withCallHeaders({ host: request.host, ...rewriteRequestHeaders(request.headers, headers) }, call)
   call?.end(200)
   const cors = request.outcome?.cors

@@ -230,7 +230,7 @@ export class Forwarder {
     }
     if (res.destroyed) return settle()
     // Traced: a CLIENT span for the call, its traceparent in place of any the client sent.
-    const call = callStarted('upstream', method, target.base + path)
+    const call = callStarted('upstream', method, target.base + path, request.outcome?.trace?.calls)
     const options: Dispatcher.DispatchOptions = {
       path: target.basePath + path + query,
       method: method as Dispatcher.HttpMethod,

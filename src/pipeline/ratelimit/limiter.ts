@@ -3,6 +3,7 @@ import { GatewayError } from '../../errors.js'
 import type { BucketStore, LocalBuckets, Taken } from '../../cache/rate-limit-store.js'
 import { readClaim, type ClaimPath } from '../authn/claim-path.js'
 import type { Principal } from '../authn/principal.js'
+import type { CallObserver } from '../../observe/calls.js'
 
 /** What a limit counts by: a part of the bucket key. */
 export type KeyPart = { readonly kind: 'client_id' } | { readonly kind: 'sub' } | { readonly kind: 'ip' } | { readonly kind: 'claim'; readonly path: ClaimPath; readonly name: string }
@@ -113,12 +114,18 @@ export class RateLimiter {
    * is away and the limit says deny. Header members are added to `headers`.
    * Synchronous (undefined) when every bucket answered here: no await.
    */
-  check(routeId: string, rules: readonly RateLimitRule[], who: { readonly ip: string; readonly principal: Principal | undefined }, headers: RateLimitHeaders | undefined): Promise<void> | undefined {
+  check(
+    routeId: string,
+    rules: readonly RateLimitRule[],
+    who: { readonly ip: string; readonly principal: Principal | undefined },
+    headers: RateLimitHeaders | undefined,
+    calls?: CallObserver,
+  ): Promise<void> | undefined {
     const outcomes: Outcome[] = new Array(rules.length)
     let pending: Promise<void>[] | undefined
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!
-      const got = this.take(routeId, rule, this.keyOf(rule, who))
+      const got = this.take(routeId, rule, this.keyOf(rule, who), calls)
       if (got instanceof Promise) (pending ??= []).push(got.then((o) => void (outcomes[i] = o)))
       else outcomes[i] = got
     }
@@ -160,7 +167,7 @@ export class RateLimiter {
   }
 
   /** One limit's take: undefined when allowed without counting (Redis away, on_redis_error: allow). */
-  private take(routeId: string, rule: RateLimitRule, key: string): Outcome | Promise<Outcome> {
+  private take(routeId: string, rule: RateLimitRule, key: string, calls: CallObserver | undefined): Outcome | Promise<Outcome> {
     if (this.shared === undefined) return this.takeLocal(rule, key)
     const now = this.now()
     // Only time refills a bucket: until then Redis would refuse again, so this process does (a client hammering an empty bucket costs no round trip).
@@ -182,7 +189,7 @@ export class RateLimiter {
         this.leases.delete(key)
       }
     }
-    return this.takeShared(rule, key).then((taken) => {
+    return this.takeShared(rule, key, calls).then((taken) => {
       if (taken !== undefined) {
         if (taken.granted === 0 && taken.retryAfterUs >= 1000) remember(this.empty, key, { taken, at: this.now(), until: this.now() + Math.floor(taken.retryAfterUs / 1000) })
         return taken
@@ -199,11 +206,11 @@ export class RateLimiter {
   }
 
   /** A request's take from Redis, sharing a call with the others on the bucket. */
-  private takeShared(rule: RateLimitRule, key: string): Promise<Taken | undefined> {
+  private takeShared(rule: RateLimitRule, key: string, calls: CallObserver | undefined): Promise<Taken | undefined> {
     return new Promise((resolve) => {
       const flight = this.flights.get(key)
       if (flight !== undefined) flight.next.push(resolve)
-      else this.fly(rule, key, [resolve])
+      else this.fly(rule, key, [resolve], calls)
     })
   }
 
@@ -212,7 +219,7 @@ export class RateLimiter {
    * kept as this process's lease for LEASE_MS); whoever came meanwhile goes
    * on the next call.
    */
-  private fly(rule: RateLimitRule, key: string, waiters: Waiter[]): void {
+  private fly(rule: RateLimitRule, key: string, waiters: Waiter[], calls: CallObserver | undefined): void {
     const flight: Flight = { next: [] }
     this.flights.set(key, flight)
     const want = Math.min(Math.max(waiters.length, rule.batch), MAX_WANT)
@@ -236,10 +243,11 @@ export class RateLimiter {
         next.shift()!({ granted: 1, remaining: lease.remaining + lease.left, untilFullUs: lease.untilFullUs, retryAfterUs: 0 })
       }
       if (next.length === 0) this.flights.delete(key)
-      else this.fly(rule, key, next.splice(0, MAX_WANT).concat())
-      if (next.length > 0) for (const w of next) this.takeShared(rule, key).then(w)
+      else this.fly(rule, key, next.splice(0, MAX_WANT), undefined)
+      if (next.length > 0) for (const w of next) this.takeShared(rule, key, undefined).then(w)
     }
-    const answer = this.shared!.take(key, rule.emissionUs, rule.burst, want)
+    // The call is the first waiting request's (its trace shows it); the others shared it.
+    const answer = this.shared!.take(key, rule.emissionUs, rule.burst, want, calls)
     if (answer instanceof Promise) answer.then(done, () => done(undefined))
     else done(answer)
   }
