@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { RejectedKey } from './pipeline/authn/remote-jwks.js'
-import type { DependencyObserver } from './metrics/metrics.js'
+import type { DependencyObserver } from './pipeline/authn/dependency-observer.js'
 
 /** Why a call failed, in a line: the transport code (refused, DNS, TLS, timeout) or the message. */
 export function describeCause(err: unknown): string {

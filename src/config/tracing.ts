@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from './duration.js'
 import type { FieldPath } from './errors.js'
+import type { TracingSettings } from '../observe/tracing.js'
 
 /**
  * `tracing`: OpenTelemetry traces exported over OTLP. Schema and compile
@@ -58,22 +59,6 @@ export const TracingSchema = Type.Object(
 )
 
 export type TracingConfig = Static<typeof TracingSchema>
-
-export interface TracingSettings {
-  readonly endpoint: string
-  readonly protocol: 'http/protobuf' | 'http/json'
-  readonly headers: Readonly<Record<string, string>>
-  readonly serviceName: string
-  /** Share of new traces recorded (parent-based: a continued trace follows its parent). */
-  readonly ratio: number
-  /** Whether a sampled parent decides (parentbased_*) or the ratio alone (traceidratio…). */
-  readonly parentBased: boolean
-  readonly incoming: 'trusted' | 'always' | 'link'
-  readonly maxQueue: number
-  readonly batch: number
-  readonly delayMs: number
-  readonly exportTimeoutMs: number
-}
 
 type Report = (path: FieldPath, message: string) => void
 

@@ -3,7 +3,10 @@ import { TLS_FAILURES } from '../pipeline/forward/tls.js'
 import { CounterSeries, HistogramSeries } from './series.js'
 import type { CacheSource, CacheTier } from '../cache/tiered-cache.js'
 import type { RejectedKey } from '../pipeline/authn/remote-jwks.js'
+import type { DependencyObserver } from '../pipeline/authn/dependency-observer.js'
 import { BUILD } from '../build-info.js'
+
+export type { DependencyObserver }
 
 /** Label values are from fixed sets only: never raw paths, tokens or client ids. */
 export type AuthMethod = 'jwt' | 'introspection'
@@ -15,13 +18,6 @@ const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.
 /** From a tenth of a millisecond (a cached token, a refusal) to a minute (an upload). */
 const REQUEST_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
-
-/** What key and introspection clients report (compiled with the configuration). */
-export interface DependencyObserver {
-  jwksFetch(issuer: string, outcome: 'success' | 'failure', error?: unknown): void
-  jwksKeysRejected(issuer: string, rejected: readonly RejectedKey[]): void
-  introspection(issuer: string, outcome: 'active' | 'inactive' | 'error', error?: unknown): void
-}
 
 /** What the pipeline and its caches report; the metrics are one implementation. */
 export interface Observer extends DependencyObserver {

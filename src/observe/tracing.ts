@@ -5,9 +5,25 @@ import { randomFillSync } from 'node:crypto'
 import { AlwaysOnSampler, TracerProvider, type ReadableSpan, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace'
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto'
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import type { TracingSettings } from '../config/tracing.js'
 import { BUILD } from '../build-info.js'
 import type { CallKind, CallObserver, ObservedCall } from './calls.js'
+
+/** How traces are made and exported (compiled from the `tracing` section and the OTEL_* variables). */
+export interface TracingSettings {
+  readonly endpoint: string
+  readonly protocol: 'http/protobuf' | 'http/json'
+  readonly headers: Readonly<Record<string, string>>
+  readonly serviceName: string
+  /** Share of new traces recorded (parent-based: a continued trace follows its parent). */
+  readonly ratio: number
+  /** Whether a sampled parent decides (parentbased_*) or the ratio alone (traceidratio…). */
+  readonly parentBased: boolean
+  readonly incoming: 'trusted' | 'always' | 'link'
+  readonly maxQueue: number
+  readonly batch: number
+  readonly delayMs: number
+  readonly exportTimeoutMs: number
+}
 
 /** What the tracer reports (the metrics are one implementation). */
 export interface TracingObserver {
