@@ -3,21 +3,14 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/servers.js'
 import { RedisClusterSet } from '../helpers/redis-topology.js'
 import { uniquePrefix } from '../helpers/redis.js'
-import { hammer, ISS, startTopologyFixture, until, type TopologyFixture } from '../helpers/topology-fixture.js'
+import { hammer, ISS, until, useTopologyFixture } from '../helpers/topology-fixture.js'
 
 // Shared state on a 3-master Redis Cluster started here on loopback: two
 // gateway replicas share rate limits, the introspection cache and
 // revocations; a slot migration under load loses no decision.
 
-let fx: TopologyFixture
-beforeAll(async () => {
-  fx = await startTopologyFixture()
-})
-afterAll(async () => {
-  await fx?.close()
-})
-const token = (clientId: string) => fx.token(clientId)
-const config = (redis: string, limit: number) => fx.config(redis, limit)
+const fx = useTopologyFixture()
+const { token, config } = fx
 
 describe('Redis Cluster', () => {
   let cluster: RedisClusterSet

@@ -3,21 +3,14 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { bearer, send } from '../helpers/servers.js'
 import { SentinelSet } from '../helpers/redis-topology.js'
 import { uniquePrefix } from '../helpers/redis.js'
-import { hammer, ISS, sleep, startTopologyFixture, until, type TopologyFixture } from '../helpers/topology-fixture.js'
+import { hammer, ISS, sleep, until, useTopologyFixture } from '../helpers/topology-fixture.js'
 
 // Shared state on Redis Sentinel started here on loopback (a master, its
 // replicas, 3 sentinels): two gateway replicas share rate limits and the
 // introspection cache; a failover under load allows nothing twice.
 
-let fx: TopologyFixture
-beforeAll(async () => {
-  fx = await startTopologyFixture()
-})
-afterAll(async () => {
-  await fx?.close()
-})
-const token = (clientId: string) => fx.token(clientId)
-const config = (redis: string, limit: number) => fx.config(redis, limit)
+const fx = useTopologyFixture()
+const { token, config } = fx
 
 describe('Redis Sentinel', () => {
   let set: SentinelSet

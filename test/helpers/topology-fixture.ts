@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest'
 import { makeKey, sign } from './keys.js'
 import { startJwksServer } from './jwks.js'
 import { startIntrospectionServer, type IntrospectionServer } from './introspection-server.js'
@@ -58,6 +59,24 @@ routes:
       await jwks.close()
       await as.close()
     },
+  }
+}
+
+/** The fixture for a test file: started before its tests, closed after them. */
+export function useTopologyFixture(): Omit<TopologyFixture, 'close'> {
+  let fx: TopologyFixture | undefined
+  beforeAll(async () => {
+    fx = await startTopologyFixture()
+  })
+  afterAll(async () => {
+    await fx?.close()
+  })
+  return {
+    get as() {
+      return fx!.as
+    },
+    token: (clientId) => fx!.token(clientId),
+    config: (redis, limit) => fx!.config(redis, limit),
   }
 }
 
