@@ -31,6 +31,9 @@ export interface TracingObserver {
   exported(outcome: 'success' | 'failure', spans: number): void
 }
 
+/** The longest a stopping gateway waits for its last spans to be exported. */
+const SHUTDOWN_FLUSH_MS = 2000
+
 /**
  * A span processor with a bounded queue: ended spans wait in memory (at most
  * `maxQueue`; more are dropped and counted, never blocking or growing), and
@@ -110,12 +113,17 @@ export class BoundedExportProcessor implements SpanProcessor {
     }
   }
 
+  /** Exports what is queued (at most 2 s, or the export timeout if shorter: a dead collector must not hold a drain) and stops. */
   async shutdown(): Promise<void> {
-    await this.forceFlush()
+    const deadline = Date.now() + Math.min(this.settings.exportTimeoutMs, SHUTDOWN_FLUSH_MS)
+    await this.forceFlush(deadline - Date.now())
     this.stopped = true
     clearTimeout(this.timer)
     this.queue = []
-    await this.exporter.shutdown().catch(() => undefined)
+    // The exporter waits for its sends in flight: not longer than the flush did.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.exporter.shutdown().catch(() => undefined), new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))])
+    clearTimeout(timer)
   }
 }
 

@@ -203,6 +203,24 @@ describe('a collector that is away', () => {
   })
 })
 
+describe('stopping with a collector that is away', () => {
+  it('waits at most about 2 s for the last spans, whatever the export timeout', async () => {
+    const hung = createServer(() => undefined)
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r))
+    const port = (hung.address() as { port: number }).port
+    const g = await startGateway(config(`tracing: { endpoint: "http://127.0.0.1:${port}/v1/traces", queue: { delay: 10ms, export_timeout: 60s } }`))
+    try {
+      for (let i = 0; i < 5; i++) expect((await send(g.url, { path: '/orders/1', headers: [bearer(await token())] })).status).toBe(200)
+      await new Promise((r) => setTimeout(r, 100)) // an export is now hanging
+      const started = Date.now()
+      await g.close()
+      expect(Date.now() - started).toBeLessThan(3000)
+    } finally {
+      hung.close()
+    }
+  })
+})
+
 describe('tracing off', () => {
   it('adds nothing: a client traceparent passes as sent, no span is exported, the log has no trace ids', async () => {
     const g = await gateway(config(''))
