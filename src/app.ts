@@ -22,6 +22,8 @@ import { RateLimiter, rateLimitHeaders, type RateLimitObserver } from './pipelin
 import { LocalBuckets, RedisBuckets } from './cache/rate-limit-store.js'
 import { GatewayTracer } from './observe/tracing.js'
 import proxyaddr from '@fastify/proxy-addr'
+import { ReplayGuard } from './pipeline/binding/replay.js'
+import { BINDING_FAILURES } from './pipeline/binding/binding.js'
 
 export interface GatewayOptions {
   readonly config: CompiledConfig
@@ -162,6 +164,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     metrics.decision(o?.routeId, decision, decision === 'allow' ? 'ok' : (o?.reason ?? 'unknown'))
     if (o?.auth) metrics.auth(o.auth.method, o.auth.cache, o.auth.seconds)
     if (o?.rule !== undefined && o.routeId !== undefined) metrics.claimRuleDenied(o.routeId, o.rule)
+    if (o?.reason !== undefined && o.routeId !== undefined && BINDING_FAILURES.has(o.reason)) metrics.bindingFailed(o.routeId, o.reason)
     if (o?.forwarded && o.routeId) metrics.upstream(o.routeId, o.forwarded.upstream, (performance.now() - o.forwarded.at) / 1000)
     const traced = o?.trace !== undefined && tracer !== undefined ? tracer.ids(o.trace) : undefined
     if (o?.trace !== undefined && tracer !== undefined) tracer.endRequest(o.trace, { status, routeId: o.routeId, routePattern: o.routePattern, decision, reason: o.reason })
@@ -206,6 +209,9 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       cors: undefined,
       rateLimit: undefined,
       trace: undefined,
+      binding: undefined,
+      dpopChallenge: false,
+      dpopNonce: undefined,
       readAt: socket?.bytesRead ?? 0,
     }
     if (tracer !== undefined) {
@@ -230,6 +236,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     reply.header('x-request-id', request.id)
     const limited = rateLimitHeaders(request.outcome?.rateLimit)
     if (limited !== undefined) reply.headers(limited)
+    const nonce = request.outcome?.dpopNonce
+    if (nonce !== undefined && !reply.hasHeader('dpop-nonce')) reply.header('dpop-nonce', nonce)
     done(null, payload)
   })
 
@@ -243,7 +251,11 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       if (error.limit !== undefined) request.outcome.limit = error.limit
       if (error.tlsFailure !== undefined && request.outcome.forwarded) metrics.upstreamTlsFailed(request.outcome.forwarded.upstream, error.tlsFailure)
     }
-    const answer = errorReply(error, { realm: current.server.realm, resourceMetadata: current.resourceMetadata }, request.id)
+    const answer = errorReply(
+      error,
+      { realm: current.server.realm, resourceMetadata: current.resourceMetadata, dpop: { algs: current.dpop.algs.join(' '), challenge: request.outcome?.dpopChallenge ?? false } },
+      request.id,
+    )
     if (answer.status >= 500) {
       // Expected failures of a dependency are a line with their cause; only the gateway's own faults carry a stack.
       if (error.code === 'internal_error') log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
@@ -257,7 +269,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     const headers = unread || cors ? { ...answer.headers, ...cors, ...(unread ? { connection: 'close' } : {}) } : answer.headers
     if (!reply.sent) return reply.code(answer.status).headers(headers).send(answer.body)
     if (!reply.raw.headersSent) {
-      reply.raw.writeHead(answer.status, { ...headers, ...rateLimitHeaders(request.outcome?.rateLimit), 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
+      reply.raw.writeHead(answer.status, { ...headers, ...rateLimitHeaders(request.outcome?.rateLimit), ...(request.outcome?.dpopNonce && !headers['dpop-nonce'] ? { 'dpop-nonce': request.outcome.dpopNonce } : {}), 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
       reply.raw.end(JSON.stringify(answer.body))
     }
     return undefined
@@ -302,7 +314,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
-  const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, tracer)
+  // Proofs seen outlive reloads; with Redis they are shared by every replica.
+  const replay = new ReplayGuard(sharedStore && redis ? sharedStore : undefined, redis?.keyPrefix ?? '', metrics, now)
+  const senders = { replay, trustedPeer: (address: string) => trustedPeer(address, 0) }
+  const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, senders, tracer)
   app.all('*', handle)
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))

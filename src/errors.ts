@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'body_timeout'
   | 'client_closed'
   | 'method_not_allowed'
+  | 'client_certificate_invalid'
   // the credentials do not authenticate (401)
   | 'token_missing'
   | 'token_malformed'
@@ -35,6 +36,14 @@ export type ErrorCode =
   | 'key_unusable'
   | 'claims_invalid'
   | 'authentication_insufficient'
+  // sender-constrained tokens (RFC 9449 DPoP, RFC 8705 certificate-bound): 401
+  | 'dpop_proof_invalid'
+  | 'dpop_proof_replayed'
+  | 'dpop_nonce_required'
+  | 'token_binding_missing'
+  | 'token_binding_mismatch'
+  | 'token_binding_required'
+  | 'token_binding_unsupported'
   // authenticated but not allowed (403)
   | 'scope_insufficient'
   | 'claim_rule_failed'
@@ -67,6 +76,8 @@ export interface GatewayErrorOptions {
   limit?: string
   /** What a new token must show, for the RFC 9470 challenge. */
   stepUp?: { readonly acrValues: readonly string[]; readonly maxAge: number | undefined }
+  /** A fresh DPoP nonce for the client to use (RFC 9449 §8: the DPoP-Nonce header). */
+  dpopNonce?: string
 }
 
 export class GatewayError extends Error {
@@ -77,6 +88,7 @@ export class GatewayError extends Error {
   readonly limit: string | undefined
   readonly tlsFailure: string | undefined
   readonly stepUp: GatewayErrorOptions['stepUp']
+  readonly dpopNonce: string | undefined
 
   /**
    * @param detail a client-safe description. It must never contain a token,
@@ -92,6 +104,7 @@ export class GatewayError extends Error {
     this.limit = options.limit
     this.tlsFailure = options.tlsFailure
     this.stepUp = options.stepUp
+    this.dpopNonce = options.dpopNonce
   }
 }
 

@@ -18,6 +18,10 @@ import { checkStepUp } from './pipeline/policy/step-up.js'
 import { checkNotRevoked } from './pipeline/authn/revocation.js'
 import type { RateLimiter, RateLimitHeaders } from './pipeline/ratelimit/limiter.js'
 import type { GatewayTracer, RequestTrace } from './observe/tracing.js'
+import { checkBinding, presentedProof, type ProvenBinding } from './pipeline/binding/binding.js'
+import { clientCertificate } from './pipeline/binding/client-certificate.js'
+import { normalizeHtu, type VerifiedProof } from './pipeline/binding/dpop-proof.js'
+import type { ReplayGuard } from './pipeline/binding/replay.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -49,6 +53,12 @@ export interface RequestOutcome {
   rateLimit: RateLimitHeaders | undefined
   /** The request's trace, when tracing is on. */
   trace: RequestTrace | undefined
+  /** What the token was bound to and proved (none: an unbound bearer token), once checked. */
+  binding: ProvenBinding | undefined
+  /** Challenges use the DPoP scheme: the request used it, or the route needs DPoP. */
+  dpopChallenge: boolean
+  /** A newer DPoP nonce every answer carries (the client used the previous one). */
+  dpopNonce: string | undefined
   /** The connection's byte count when the request began (its head already read). */
   readAt: number
 }
@@ -59,16 +69,25 @@ declare module 'fastify' {
   }
 }
 
+/** What sender-constrained tokens need besides the configuration: kept across reloads. */
+export interface SenderChecks {
+  /** DPoP proofs already used (across replicas with Redis). */
+  readonly replay: ReplayGuard
+  /** Whether the peer is a trusted proxy (whose client certificate header is believed). */
+  readonly trustedPeer: (address: string) => boolean
+}
+
 /**
  * The request pipeline, in order:
  * normalise → match (a CORS preflight is answered here) → limit (by address)
- * → extract token → authenticate → step-up → scopes → claim rules → limit
- * (by identity) → headers → forward.
+ * → extract token (and DPoP proof) → authenticate → binding → step-up →
+ * scopes → claim rules → limit (by identity) and proof replay → headers →
+ * forward.
  * Each stage is a module of its own under src/pipeline/; this is the only
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest, tracer?: GatewayTracer) {
+export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest, senders: SenderChecks, tracer?: GatewayTracer) {
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = source.current
     const outcome = request.outcome!
@@ -120,23 +139,41 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     let identity: Readonly<Record<string, string>> | null = null
     let principal: Principal | undefined
     let forwardAuthorization = false
+    let replayed: Promise<void> | undefined
     if (route.auth.kind === 'protected') {
+      if (route.auth.bindingMode === 'dpop') outcome.dpopChallenge = true
       const token = extractBearer({
         rawHeaders: request.raw.rawHeaders,
         query: target.query,
         connection: request.raw.socket ?? undefined,
       })
       const started = performance.now()
+      // A DPoP proof is checked before the token is looked at: a bad one costs no key fetch or introspection.
+      let proof: VerifiedProof | undefined
+      if (token.scheme === 'dpop') {
+        outcome.dpopChallenge = true
+        const htu = normalizeHtu(`${forwardedProto(request)}://${request.host}${(request.raw.url ?? '/').split('?', 1)[0]}`)
+        const presented = presentedProof(request.raw.rawHeaders, token.value, method, request.host ? htu : undefined, config.dpop, (authn.now ?? Date.now)() / 1000)
+        proof = presented.proof
+        outcome.dpopNonce = presented.freshNonce
+      }
       const tokens = route.auth.tokens
       const trace = outcome.trace
       const authenticated = tracer !== undefined && trace !== undefined ? await tracer.within(trace, 'authenticate', (calls) => authenticate(token, tokens, authn, calls)) : await authenticate(token, tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
+      const raw = request.raw
+      outcome.binding = checkBinding(principal, route.auth.binding.get(principal.issuerId) ?? 'optional', {
+        proof,
+        certificate: () => clientCertificate(raw, config.server.certificates, () => senders.trustedPeer(raw.socket?.remoteAddress ?? '')),
+      })
       checkNotRevoked(principal, config.revocations, () => token.value)
       if (route.auth.stepUp !== undefined) checkStepUp(principal, route.auth.stepUp, (authn.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)
       authorize(principal, route.auth.scopes, method)
       if (override !== undefined) authorize(principal, route.auth.scopes, override)
       if (route.auth.claimRules.length > 0) checkClaimRules(principal, route.auth.claimRules, match.params, config.server.caseInsensitivePaths)
+      // Only a proof that passed every other check is remembered: its Redis command leaves with the rate limit's.
+      if (proof !== undefined) replayed = senders.replay.reserve(principal.issuerId, proof.jkt, proof.jti, config.dpop.replay, outcome.trace?.calls)
       outcome.auth = { method: authenticated.method, cache: authenticated.cache, seconds: (performance.now() - started) / 1000 }
       identity = identityHeaders(principal, config.headers.identity)
       forwardAuthorization = route.auth.forwardAuthorization
@@ -144,8 +181,13 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     // Limits by identity count authorized requests only.
     if (limits !== undefined && limits.byIdentity.length > 0) {
       const waiting = limiter.check(route.id, limits.byIdentity, { ip: request.ip, principal }, outcome.rateLimit, outcome.trace?.calls)
-      if (waiting !== undefined) await waiting
+      if (waiting !== undefined) {
+        if (replayed !== undefined) await Promise.all([waiting, replayed])
+        else await waiting
+        replayed = undefined
+      }
     }
+    if (replayed !== undefined) await replayed
 
     // Allowed so far, from the headers alone. A form body is read only now
     // (bounded) where it could carry a second token or a method override.

@@ -146,6 +146,12 @@ export class RedisStore implements SharedStore {
     await this.command('SET', () => this.client.set(key, value, 'PX', Math.ceil(ttlMs)), calls)
   }
 
+  /** SET NX PX: true when the key was new, false when it was there; undefined when Redis did not answer. */
+  async setIfAbsent(key: string, ttlMs: number, calls?: CallObserver): Promise<boolean | undefined> {
+    const answer = await this.command('SET NX', () => this.client.set(key, '1', 'PX', Math.max(1, Math.ceil(ttlMs)), 'NX'), calls)
+    return answer === undefined ? undefined : answer === 'OK'
+  }
+
   /** Closes the connection; never waits on a Redis that is down (a drain must not hang on it). */
   async close(): Promise<void> {
     this.closed = true

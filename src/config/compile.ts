@@ -35,6 +35,10 @@ import { compileUpstreamTls } from './upstream-tls.js'
 import { compileRevocation, type RevocationSettings } from './revocation.js'
 import { compileRedis, type CompiledRedis } from './redis.js'
 import { compileTracing } from './tracing.js'
+import { bindingFor, compileCertificateHeader, compileDpop, type CompiledDpop } from './sender-constraint.js'
+import { compileListenerTls, type CompiledListenerTls } from './tls-listener.js'
+import type { BindingMode } from '../pipeline/binding/binding.js'
+import type { CertificateSources } from '../pipeline/binding/client-certificate.js'
 import type { TracingSettings } from '../observe/tracing.js'
 import type { ClaimRule } from '../pipeline/policy/claim-rules.js'
 import type { StepUp } from '../pipeline/policy/step-up.js'
@@ -56,6 +60,10 @@ export type RouteAuth =
       readonly claimRules: readonly ClaimRule[]
       /** How and when the user must have authenticated (RFC 9470), when the route says. */
       readonly stepUp: StepUp | undefined
+      /** Which tokens are accepted by what they are bound to, per issuer id (the route's mode, else the issuer's). */
+      readonly binding: ReadonlyMap<string, BindingMode>
+      /** The route's own binding mode, when it sets one (else each issuer's applies). */
+      readonly bindingMode: BindingMode | undefined
     }
 
 export interface CompiledRoute extends RouteSpec {
@@ -97,8 +105,14 @@ export interface CompiledConfig {
   /** The first 12 hex digits of the SHA-256 of the file's text (the config info metric). */
   readonly hash: string
   readonly server: {
+    /** Whether the plain HTTP listener is on (server.listen is not false), and where. */
+    readonly plain: boolean
     readonly host: string
     readonly port: number
+    /** The HTTPS listener, when configured (read at start; its files at every reload). */
+    readonly tls: CompiledListenerTls | undefined
+    /** Where client certificates come from: the TLS listener, or a trusted proxy's header. */
+    readonly certificates: CertificateSources
     readonly trustProxy: TrustProxy
     readonly realm: string
     readonly bodyLimit: number
@@ -135,6 +149,8 @@ export interface CompiledConfig {
   readonly tracing: TracingSettings | undefined
   /** Rate-limit settings (each route carries its own limits). */
   readonly rateLimits: CompiledRateLimits
+  /** How DPoP proofs are checked. */
+  readonly dpop: CompiledDpop
   /** Read once at start: changing them needs a restart. */
   readonly cache: {
     readonly redis: CompiledRedis | undefined
@@ -229,6 +245,10 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const workers = config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1)
   const rateLimits = compileRateLimits(config.rate_limits, workers, report)
   const tracing = compileTracing(config.tracing, parsed.env ?? process.env, report)
+  const dpop = compileDpop(config.dpop, workers, options.previous?.dpop, report)
+  const listenerTls = await compileListenerTls(config.server?.tls, baseDir, splitListen, report, files)
+  const certificateHeader = compileCertificateHeader(config.server?.client_certificate_header, Array.isArray(config.server?.trust_proxy), report)
+  if (config.server?.listen === false && !config.server.tls) report(['server', 'listen'], 'no listener: set server.tls, or keep the plain listener')
   // Built-in endpoints (the token endpoint…) keep the default limits by address.
   const builtinLimits = compileRouteRateLimits(rateLimits, undefined, undefined, { id: '@builtin', isProtected: false }, ['rate_limits'], report)
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
@@ -340,9 +360,13 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
         }
       }
       const claimRules = compileClaimRules(r.auth.claims, pattern, at('auth', 'claims'), report) ?? []
+      const binding = new Map<string, BindingMode>()
+      for (const id of protectedAuth.issuers) binding.set(id, bindingFor(protectedAuth.binding, (config.issuers ?? []).find((x) => x.id === id)?.binding))
       auth = {
         kind: 'protected',
         claimRules,
+        binding,
+        bindingMode: protectedAuth.binding,
         stepUp: compileStepUp(r.auth.step_up),
         tokens: {
           byIss,
@@ -420,7 +444,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   }
 
   const headers = compileHeaders(config, report)
-  const listen = splitListen(config.server?.listen ?? DEFAULTS.listen)
+  const plain = config.server?.listen !== false
+  const listen = splitListen(config.server?.listen === false ? DEFAULTS.listen : (config.server?.listen ?? DEFAULTS.listen))
   if (listen.port > 65535) report(['server', 'listen'], `port ${listen.port} is out of range (0 to 65535)`)
   const adminListen = splitListen(config.admin?.listen ?? DEFAULTS.adminListen)
   if (adminListen.port > 65535) report(['admin', 'listen'], `port ${adminListen.port} is out of range (0 to 65535)`)
@@ -440,8 +465,11 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     file: locator.file,
     hash: locator.hash,
     server: Object.freeze({
+      plain,
       host: listen.host,
       port: listen.port,
+      tls: listenerTls,
+      certificates: Object.freeze({ header: certificateHeader, acceptUnverified: listenerTls?.clientCertificates === 'request' && listenerTls.ca === undefined }),
       trustProxy: config.server?.trust_proxy ?? false,
       realm: config.server?.realm ?? DEFAULTS.realm,
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,
@@ -465,6 +493,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     warnings,
     rateLimits,
     tracing,
+    dpop,
     cache: Object.freeze({
       redis,
       memoryEntries: config.cache?.memory?.max_entries ?? DEFAULTS.memoryCacheEntries,
@@ -569,7 +598,7 @@ function checkDurations(config: Config, report: (path: FieldPath, message: strin
     if (Array.isArray(value)) return value.forEach((v, i) => walk(v, [...path, i]))
     if (value === null || typeof value !== 'object') return
     for (const [key, v] of Object.entries(value)) {
-      if (path.length === 0 && key === 'limits') continue
+      if (path.length === 0 && (key === 'limits' || key === 'dpop')) continue
       if (key === 'queue_timeout') continue // limits.ts
       if (typeof v === 'string' && /^[0-9]+(ms|s|m|h)$/.test(v)) {
         const [min, max] = DURATION_RANGES[key] ?? [0, 86_400_000]
@@ -888,5 +917,7 @@ function compileHeaders(config: Config, report: (path: FieldPath, message: strin
   for (const [claim, header] of names.claims) check(['identity_headers', 'claims', claim], header)
   // A header carrying identity assertions never reaches an upstream as a client sent it, on any route.
   const assertionHeaders = Object.values(config.upstreams).flatMap((u) => (typeof u.assertion === 'object' && u.assertion.header && u.assertion.header.toLowerCase() !== 'authorization' ? [u.assertion.header] : []))
-  return buildHeaderPolicy(names, [...(h.strip_request_headers ?? []), ...assertionHeaders])
+  // So does the header a TLS-terminating proxy passes client certificates in.
+  const certificateHeader = config.server?.client_certificate_header ? [config.server.client_certificate_header.name] : []
+  return buildHeaderPolicy(names, [...(h.strip_request_headers ?? []), ...assertionHeaders, ...certificateHeader])
 }

@@ -8,6 +8,8 @@ import { ClaimRulesSchema, StepUpSchema } from './route-policy.js'
 import { RedisSchema } from './redis.js'
 import { RateLimitsSchema, RouteRateLimitsSchema } from './rate-limits.js'
 import { TracingSchema } from './tracing.js'
+import { BindingSchema, CertificateHeaderSchema, DpopSchema } from './sender-constraint.js'
+import { ListenerTlsSchema } from './tls-listener.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -134,6 +136,7 @@ const ProtectedAuth = Type.Object(
     validation: Type.Optional(Validation),
     claims: Type.Optional(ClaimRulesSchema),
     step_up: Type.Optional(StepUpSchema),
+    binding: Type.Optional(BindingSchema),
   },
   { ...strict, description: 'a protected route: which issuers are trusted and which scopes are required' },
 )
@@ -242,6 +245,7 @@ const Issuer = Type.Object(
     ),
     introspection: Type.Optional(Introspection),
     validation: Type.Optional(Validation),
+    binding: Type.Optional(BindingSchema),
     jwks: Type.Optional(
       Type.Object(
         {
@@ -363,7 +367,11 @@ export const ConfigSchema = Type.Object(
     server: Type.Optional(
       Type.Object(
         {
-          listen: Type.Optional(Type.String({ ...Listen, default: DEFAULTS.listen })),
+          listen: Type.Optional(
+            Type.Union([Type.String(Listen), Type.Literal(false)], { default: DEFAULTS.listen, description: 'host:port of the plain HTTP listener, or false for none (with server.tls)' }),
+          ),
+          tls: Type.Optional(ListenerTlsSchema),
+          client_certificate_header: Type.Optional(CertificateHeaderSchema),
           trust_proxy: Type.Optional(TrustProxy),
           realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),
           body_limit: Type.Optional(Type.Integer({ minimum: 1, default: DEFAULTS.bodyLimit, description: 'largest form-encoded body read to look for tokens, in bytes; other bodies are streamed' })),
@@ -436,6 +444,7 @@ export const ConfigSchema = Type.Object(
     revocation: Type.Optional(RevocationSchema),
     rate_limits: Type.Optional(RateLimitsSchema),
     tracing: Type.Optional(TracingSchema),
+    dpop: Type.Optional(DpopSchema),
     issuers: Type.Optional(Type.Array(Issuer, { description: 'trusted token issuers' })),
     authorization_server: Type.Optional(AuthorizationServer),
     protected_resource: Type.Optional(ProtectedResource),

@@ -1,6 +1,6 @@
 import { GatewayError, type ErrorCode } from '../errors.js'
 
-type OAuthError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication'
+type OAuthError = 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'insufficient_user_authentication' | 'invalid_dpop_proof' | 'use_dpop_nonce'
 
 interface Mapping {
   readonly status: number
@@ -25,6 +25,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   body_timeout: { status: 408, error: 'request_timeout' },
   client_closed: { status: 400, error: 'invalid_request' },
   method_not_allowed: { status: 405, error: 'method_not_allowed' },
+  client_certificate_invalid: { status: 400, error: 'invalid_client_certificate' },
   token_missing: { status: 401, error: 'unauthorized' },
   token_malformed: { status: 401, oauth: 'invalid_token' },
   token_expired: { status: 401, oauth: 'invalid_token' },
@@ -40,6 +41,13 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
   key_unusable: { status: 401, oauth: 'invalid_token' },
   claims_invalid: { status: 401, oauth: 'invalid_token' },
   authentication_insufficient: { status: 401, oauth: 'insufficient_user_authentication' },
+  dpop_proof_invalid: { status: 401, oauth: 'invalid_dpop_proof' },
+  dpop_proof_replayed: { status: 401, oauth: 'invalid_dpop_proof' },
+  dpop_nonce_required: { status: 401, oauth: 'use_dpop_nonce' },
+  token_binding_missing: { status: 401, oauth: 'invalid_token' },
+  token_binding_mismatch: { status: 401, oauth: 'invalid_token' },
+  token_binding_required: { status: 401, oauth: 'invalid_token' },
+  token_binding_unsupported: { status: 401, oauth: 'invalid_token' },
   scope_insufficient: { status: 403, oauth: 'insufficient_scope' },
   claim_rule_failed: { status: 403, error: 'access_denied' },
   cors_refused: { status: 403, error: 'cors_refused' },
@@ -74,7 +82,15 @@ export interface ChallengeContext {
   readonly realm: string
   /** RFC 9728 protected resource metadata URL, when the gateway publishes one. */
   readonly resourceMetadata?: string | undefined
+  /**
+   * The DPoP proof algorithms accepted (RFC 9449 §7.1 `algs`): the challenge
+   * uses the DPoP scheme when the request used it or the route needs DPoP
+   * (`dpop`), and for every error about a proof.
+   */
+  readonly dpop?: { readonly algs: string; readonly challenge: boolean } | undefined
 }
+
+const DPOP_ERRORS: ReadonlySet<ErrorCode> = new Set(['dpop_proof_invalid', 'dpop_proof_replayed', 'dpop_nonce_required'])
 
 function quote(value: string): string {
   return '"' + value.replace(/["\\]/g, '') + '"'
@@ -91,6 +107,7 @@ export function errorReply(err: GatewayError, challenge: ChallengeContext, reque
   const description = status >= 500 ? PUBLIC_5XX[status]! : err.message
   const headers: Record<string, string> = { 'cache-control': 'no-store' }
   if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter)
+  if (err.dpopNonce !== undefined) headers['dpop-nonce'] = err.dpopNonce
   if (status === 401 || (status === 403 && err.code !== 'cors_refused') || (status === 400 && mapping.oauth)) {
     const params = [`realm=${quote(challenge.realm)}`]
     if (mapping.oauth) {
@@ -104,7 +121,9 @@ export function errorReply(err: GatewayError, challenge: ChallengeContext, reque
       if (err.stepUp.maxAge !== undefined) params.push(`max_age=${err.stepUp.maxAge}`)
     }
     if (challenge.resourceMetadata) params.push(`resource_metadata=${quote(challenge.resourceMetadata)}`)
-    headers['www-authenticate'] = 'Bearer ' + params.join(', ')
+    const dpop = challenge.dpop !== undefined && (challenge.dpop.challenge || DPOP_ERRORS.has(err.code))
+    if (dpop) params.push(`algs=${quote(challenge.dpop!.algs)}`)
+    headers['www-authenticate'] = (dpop ? 'DPoP ' : 'Bearer ') + params.join(', ')
   }
   const body: ErrorReply['body'] = {
     error: mapping.oauth ?? mapping.error ?? 'error',

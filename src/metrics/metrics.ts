@@ -36,6 +36,8 @@ export class Metrics implements Observer {
   readonly introspections: CounterSeries
   readonly claimRuleDenials: CounterSeries
   readonly upstreamTlsFailures: CounterSeries
+  readonly bindingFailures: CounterSeries
+  readonly dpopReplayLocal: CounterSeries
   readonly cacheLookups: CounterSeries
   readonly cacheIntegrityFailures: CounterSeries
   readonly jwksFetches: CounterSeries
@@ -96,6 +98,13 @@ export class Metrics implements Observer {
       ['route', 'rule'],
       this.registry,
     )
+    this.bindingFailures = new CounterSeries(
+      'gateway_token_binding_failures_total',
+      'Requests refused by a sender-constraint check (DPoP proof, nonce, replay, token binding, client certificate), by route and reason (the error code).',
+      ['route', 'reason'],
+      this.registry,
+    )
+    this.dpopReplayLocal = new CounterSeries('gateway_dpop_replay_local_total', 'DPoP proofs checked for replay in process memory because Redis did not answer (dpop.replay.on_redis_error: local).', [], this.registry)
     this.upstreamTlsFailures = new CounterSeries(
       'gateway_upstream_tls_failures_total',
       'Requests answered 502 because TLS to the upstream failed, by upstream and reason (untrusted, expired, name_mismatch, pin_mismatch, handshake).',
@@ -203,6 +212,7 @@ export class Metrics implements Observer {
       if (route.protected) for (const reason of ['token_missing', 'scope_insufficient', 'dependency_unavailable']) this.decisions.inc([route.id, 'deny', reason], 0)
       this.decisions.inc([route.id, 'deny', 'upstream_unavailable'], 0)
       for (const rule of route.rules) this.claimRuleDenials.inc([route.id, rule], 0)
+      if (route.protected) for (const reason of ['token_binding_missing', 'token_binding_mismatch', 'dpop_proof_invalid', 'dpop_proof_replayed']) this.bindingFailures.inc([route.id, reason], 0)
       for (const limit of route.limits ?? []) {
         for (const d of ['allowed', 'limited']) this.rateLimitDecisions.inc([route.id, limit.id, d], 0)
         if (config.redis) this.rateLimitStoreFailures.inc([route.id, limit.id, limit.mode], 0)
@@ -213,6 +223,7 @@ export class Metrics implements Observer {
       for (const o of ['active', 'inactive', 'error'] as const) this.introspections.inc([issuer, o], 0)
     }
     for (const o of ['success', 'failure']) this.reloads.inc([o], 0)
+    if (config.redis) this.dpopReplayLocal.inc([], 0)
     if (config.redis && !this.redisGauge) {
       this.redisGauge = new Gauge({ name: 'gateway_redis_up', help: '1 while the shared Redis cache answers, 0 while the gateway runs without it; absent when no Redis is configured.', aggregator: 'min', registers: this.registers })
       this.redisGauge.set(0)
@@ -235,6 +246,14 @@ export class Metrics implements Observer {
 
   upstreamTlsFailed(upstream: string, reason: string): void {
     this.upstreamTlsFailures.inc([upstream, reason])
+  }
+
+  bindingFailed(route: string, reason: string): void {
+    this.bindingFailures.inc([route, reason])
+  }
+
+  replayCheckedLocally(): void {
+    this.dpopReplayLocal.inc([])
   }
 
   claimRuleDenied(route: string, rule: string): void {
@@ -308,6 +327,8 @@ export const METRIC_NAMES = [
   'gateway_upstream_duration_seconds',
   'gateway_claim_rule_denials_total',
   'gateway_upstream_tls_failures_total',
+  'gateway_token_binding_failures_total',
+  'gateway_dpop_replay_local_total',
   'gateway_introspection_requests_total',
   'gateway_token_cache_lookups_total',
   'gateway_token_cache_integrity_failures_total',

@@ -5,6 +5,7 @@ import { TieredCache } from '../cache/tiered-cache.js'
 import { authenticate } from '../pipeline/authn/authenticate.js'
 import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/introspection.js'
 import type { Principal } from '../pipeline/authn/principal.js'
+import { confirmationOf } from '../pipeline/authn/confirmation.js'
 import { authorize } from '../pipeline/authz/scopes.js'
 import { canonicalHost } from '../pipeline/normalize/host.js'
 import { canonicalTarget } from '../pipeline/normalize/path.js'
@@ -84,7 +85,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
       } else if (input.scopes !== undefined || input.claims !== undefined) {
         const claims = input.claims ?? {}
         const text = (v: unknown) => (typeof v === 'string' ? v : undefined)
-        principal = { issuerId: '-', issuer: '-', subject: text(claims.sub), clientId: text(claims.client_id) ?? text(claims.azp), scopes: new Set(input.scopes ?? []), expiresAt: undefined, claims }
+        principal = { issuerId: '-', issuer: '-', subject: text(claims.sub), clientId: text(claims.client_id) ?? text(claims.azp), scopes: new Set(input.scopes ?? []), expiresAt: undefined, claims, confirmation: confirmationOf(claims.cnf) }
         lines.push(`token: assumed valid, with scopes ${input.scopes?.join(' ') || '-'}${input.claims ? ` and claims ${JSON.stringify(claims)}` : ''}`)
       } else {
         throw new GatewayError('token_missing', 'no --token, --scopes or --claims given')

@@ -53,7 +53,7 @@ const activeFor = (token: string) =>
   as.tokens.set(token, { active: true, iss: ISS, aud: 'api', scope: 'read', exp: Math.floor(Date.now() / 1000) + 600 })
 /** A sealed shared value as the gateway writes it (`secret` chosen by the test: what an attacker could compute, or not). */
 const sealed = (key: string, record: object, secret: Buffer, expiresAt = Date.now() + 60_000) => {
-  const text = 'v2:' + JSON.stringify(record)
+  const text = 'v3:' + JSON.stringify(record)
   return `s1|${seal(secret, key, expiresAt, text)}|${expiresAt}|${text}`
 }
 const FORGED = { active: true, iss: ISS, aud: ['api'], scope: 'read admin', sub: 'root', client_id: 'root-client' }
@@ -118,7 +118,7 @@ describe('values altered in Redis', () => {
     expect(as.calls.get(token)).toBe(1)
   })
 
-  const corrupt = ['garbage', '123|not json', 's1|x|1|v2:{}', `v1:{"active":true}`, `${Date.now() + 60_000}|v1:{"active":true,"binding":"x"}`, `s1|${'A'.repeat(43)}|${Date.now() + 60_000}|v2:{"active":true}`, `s1|${'A'.repeat(43)}|-1|v2:{}`]
+  const corrupt = ['garbage', '123|not json', 's1|x|1|v2:{}', `v1:{"active":true}`, `${Date.now() + 60_000}|v1:{"active":true,"binding":"x"}`, `s1|${'A'.repeat(43)}|${Date.now() + 60_000}|v3:{"active":true}`, `s1|${'A'.repeat(43)}|-1|v3:{}`]
   for (const value of corrupt) {
     it(`corrupt value ${JSON.stringify(value.slice(0, 40))} is a miss`, async () => {
       const token = newToken()

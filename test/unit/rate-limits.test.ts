@@ -158,7 +158,7 @@ describe('bucket keys', () => {
   const rule = (by: RateLimitRule['by']): RateLimitRule => ({ id: 'l', scope: 'route:r', requests: 1, perSeconds: 1, burst: 1, emissionUs: 1, by, onRedisError: 'local', batch: 1, processes: 1, policy: '' })
   const who = (claims: Record<string, unknown>, issuerId = 'i'): { ip: string; principal: Principal } => ({
     ip: '10.0.0.1',
-    principal: { issuerId, issuer: 'https://i', subject: claims.sub as string, clientId: claims.client_id as string, scopes: new Set(), expiresAt: undefined, claims },
+    principal: { issuerId, issuer: 'https://i', subject: claims.sub as string, clientId: claims.client_id as string, scopes: new Set(), expiresAt: undefined, claims, confirmation: undefined },
   })
 
   it('no choice of values makes two different identities meet', () => {

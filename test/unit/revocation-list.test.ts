@@ -13,7 +13,7 @@ function revoked(list: RevocationList, p: Principal, token?: () => string): bool
   }
 }
 
-const principal = (claims: Record<string, unknown>, subject?: string, clientId?: string): Principal => ({ issuerId: 'i', issuer: 'https://i', subject, clientId, scopes: new Set(), expiresAt: undefined, claims })
+const principal = (claims: Record<string, unknown>, subject?: string, clientId?: string): Principal => ({ issuerId: 'i', issuer: 'https://i', subject, clientId, scopes: new Set(), expiresAt: undefined, claims, confirmation: undefined })
 
 describe('RevocationList', () => {
   it('denies by jti, by token hash, and by subject or client before a time; nothing else', () => {

@@ -1,4 +1,5 @@
 import { createHash, createHmac, hash } from 'node:crypto'
+import { confirmationOf } from './confirmation.js'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
 import type { TokenKeyed } from '../extract/bearer.js'
@@ -22,6 +23,8 @@ export interface IntrospectionRecord {
   readonly nbf?: number
   readonly token_type?: string
   readonly token_use?: string
+  /** RFC 7800 confirmation (RFC 9449 §6.2, RFC 8705 §3.2): what the token is bound to. */
+  readonly cnf?: Readonly<Record<string, unknown>>
   /** Other claims configured as identity headers. */
   readonly claims?: Readonly<Record<string, unknown>>
 }
@@ -186,10 +189,18 @@ export class IntrospectionClient implements TokenKeyed {
       ...defined('nbf', optionalNumber(doc, 'nbf')),
       ...defined('token_type', optionalString(doc, 'token_type')),
       ...defined('token_use', optionalString(doc, 'token_use')),
+      ...defined('cnf', confirmationRecord(doc.cnf)),
       ...(Object.keys(claims).length > 0 ? { claims } : {}),
     }
     return record
   }
+}
+
+/** The members of `cnf` binding checks read (checked as a token's are), or undefined. */
+function confirmationRecord(cnf: unknown): Record<string, string> | undefined {
+  const c = confirmationOf(cnf)
+  if (c === undefined) return undefined
+  return { ...(c.jkt !== undefined ? { jkt: c.jkt } : {}), ...(c.x5t !== undefined ? { 'x5t#S256': c.x5t } : {}) }
 }
 
 function defined<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
@@ -216,7 +227,7 @@ export function principalFromIntrospection(issuer: IntrospectingIssuer, record: 
   const skew = issuer.clockSkewSeconds
   if (record.exp !== undefined && record.exp + skew <= nowSeconds) throw new GatewayError('token_expired', 'the token has expired')
   if (record.nbf !== undefined && record.nbf - skew > nowSeconds) throw new GatewayError('token_not_yet_valid', 'the token is not valid yet')
-  if (record.token_type !== undefined && !['bearer', 'access_token'].includes(record.token_type.toLowerCase())) {
+  if (record.token_type !== undefined && !['bearer', 'dpop', 'access_token'].includes(record.token_type.toLowerCase())) {
     throw new GatewayError('type_invalid', 'the token is not an access token')
   }
   if (record.token_use !== undefined && record.token_use !== 'access_token') throw new GatewayError('type_invalid', 'the token is not an access token')
@@ -247,10 +258,11 @@ function toPrincipal(issuer: IntrospectingIssuer, record: IntrospectionRecord): 
     scopes: scopesFromClaims({ ...record.claims, scope: record.scope }, issuer.scopeClaims),
     expiresAt: record.exp,
     claims,
+    confirmation: confirmationOf(record.cnf),
   }
 }
 
-const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'claims'])
+const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'cnf', 'claims'])
 
 /**
  * The shared-tier format of records: versioned JSON, decoded strictly (the
@@ -258,9 +270,9 @@ const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'au
  * of this version is a miss.
  */
 export const introspectionCodec: Codec<IntrospectionRecord> = {
-  encode: (record) => 'v2:' + JSON.stringify(record),
+  encode: (record) => 'v3:' + JSON.stringify(record),
   decode(text) {
-    if (!text.startsWith('v2:')) return undefined
+    if (!text.startsWith('v3:')) return undefined
     let doc: unknown
     try {
       doc = JSON.parse(text.slice(3))
@@ -274,6 +286,7 @@ export const introspectionCodec: Codec<IntrospectionRecord> = {
     for (const k of ['iss', 'sub', 'client_id', 'scope', 'token_type', 'token_use'] as const) if (r[k] !== undefined && typeof r[k] !== 'string') return undefined
     for (const k of ['exp', 'nbf'] as const) if (r[k] !== undefined && typeof r[k] !== 'number') return undefined
     if (r.aud !== undefined && !(Array.isArray(r.aud) && r.aud.every((a) => typeof a === 'string'))) return undefined
+    if (r.cnf !== undefined && (r.cnf === null || typeof r.cnf !== 'object' || Array.isArray(r.cnf))) return undefined
     if (r.claims !== undefined && (r.claims === null || typeof r.claims !== 'object' || Array.isArray(r.claims))) return undefined
     return r as unknown as IntrospectionRecord
   },

@@ -1,5 +1,6 @@
 import { GatewayError } from '../../errors.js'
 import { readClaim, type ClaimPath } from './claim-path.js'
+import { confirmationOf, type Confirmation } from './confirmation.js'
 
 /**
  * Who a request acts for, as vouched for by a trusted issuer. Every
@@ -17,6 +18,8 @@ export interface Principal {
   /** Seconds since the epoch. */
   readonly expiresAt: number | undefined
   readonly claims: Readonly<Record<string, unknown>>
+  /** What the token is bound to (`cnf`), when it is sender-constrained. */
+  readonly confirmation: Confirmation | undefined
 }
 
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
@@ -73,5 +76,6 @@ export function principalFromClaims(issuerId: string, issuer: string, claims: Re
     scopes: scopesFromClaims(claims, scopeClaims),
     expiresAt: typeof exp === 'number' ? exp : undefined,
     claims,
+    confirmation: confirmationOf(claims.cnf),
   }
 }

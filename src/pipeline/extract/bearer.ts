@@ -1,8 +1,8 @@
 import { GatewayError } from '../../errors.js'
 import { findParams } from './param-names.js'
 
-/** RFC 6750 §2.1: `Bearer` 1*SP b64token, the scheme case-insensitive. */
-const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
+/** RFC 6750 §2.1: `Bearer` 1*SP b64token, the scheme case-insensitive; RFC 9449 §7.1: `DPoP` the same way. */
+const BEARER = /^(bearer|dpop) +([A-Za-z0-9\-._~+/]+=*) *$/i
 const SCHEME = /^[A-Za-z0-9!#$%&'*+\-.^_`|~]+(?: |$)/
 const MAX_TOKEN_LENGTH = 16 * 1024
 /** Longer Authorization headers are not remembered on their connection (real tokens are well below this). */
@@ -22,7 +22,14 @@ export interface TokenKeyed {
 export class BearerToken {
   private keys: Map<TokenKeyed, string> | undefined
 
-  constructor(readonly value: string) {}
+  /**
+   * @param scheme `dpop` when sent as `Authorization: DPoP …` (the request
+   *   must then carry a DPoP proof; see pipeline/binding/)
+   */
+  constructor(
+    readonly value: string,
+    readonly scheme: 'bearer' | 'dpop' = 'bearer',
+  ) {}
 
   /** `by.cacheKey(value)`, computed once per `by` (whose key must depend on the token alone). */
   keyFor(by: TokenKeyed): string {
@@ -92,17 +99,34 @@ export function extractBearer(sources: CredentialSources): BearerToken {
   if (last !== undefined && last.header === header) return last.token
   const match = BEARER.exec(header)
   if (match === null) {
-    // Another scheme (Basic, DPoP…) is not a bearer token; a malformed Bearer is a bad request.
-    if (SCHEME.test(header) && !/^bearer(?: |$)/i.test(header)) {
+    // Another scheme (Basic…) is not a bearer token; a malformed Bearer or DPoP credential is a bad request.
+    if (SCHEME.test(header) && !/^(bearer|dpop)(?: |$)/i.test(header)) {
       throw new GatewayError('token_missing', 'the request carries no bearer token')
     }
-    throw new GatewayError('authorization_malformed', 'the Authorization header is not a well-formed Bearer credential')
+    throw new GatewayError('authorization_malformed', 'the Authorization header is not a well-formed Bearer or DPoP credential')
   }
-  const value = match[1]!
+  const value = match[2]!
   if (value.length > MAX_TOKEN_LENGTH) throw new GatewayError('authorization_malformed', 'the bearer token is too long')
-  const token = new BearerToken(value)
+  const token = new BearerToken(value, match[1]!.length === 4 ? 'dpop' : 'bearer')
   if (connection !== undefined && header.length <= MAX_REMEMBERED_HEADER) lastOnConnection.set(connection, { header, token })
   return token
+}
+
+/**
+ * The one DPoP proof of a request sent with the DPoP scheme (RFC 9449 §4.3:
+ * exactly one DPoP header). Refused when missing or repeated.
+ */
+export function dpopProofHeader(rawHeaders: readonly string[]): string {
+  let proof: string | undefined
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!
+    if (name.length === 4 && name.toLowerCase() === 'dpop') {
+      if (proof !== undefined) throw new GatewayError('dpop_proof_invalid', 'the request carries more than one DPoP header')
+      proof = rawHeaders[i + 1]!
+    }
+  }
+  if (proof === undefined || proof === '') throw new GatewayError('dpop_proof_invalid', 'a token sent with the DPoP scheme needs a DPoP proof header')
+  return proof
 }
 
 /** Whether a query or form text carries a parameter some framework reads as `access_token` (see param-names.ts). */

@@ -62,6 +62,7 @@ export function responseHeaders(
   requestId: string,
   cors?: Readonly<Record<string, string>>,
   rateLimit?: Readonly<Record<string, string>>,
+  dpopNonce?: string,
 ): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   const named = connectionNamed(upstream.connection)
@@ -79,6 +80,7 @@ export function responseHeaders(
   if (rateLimit !== undefined) {
     for (const key in rateLimit) out[key] = typeof upstream[key] === 'string' ? `${upstream[key]}, ${rateLimit[key]}` : rateLimit[key]!
   }
+  if (dpopNonce !== undefined) out['dpop-nonce'] = dpopNonce
   out['x-request-id'] = requestId
   return out
 }
@@ -249,7 +251,7 @@ export class Forwarder {
         if (statusCode < 200) return // 1xx: the client gets the final answer only
         started = true
         call?.end(statusCode)
-        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors, rateLimitHeaders(request.outcome?.rateLimit)))
+        res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors, rateLimitHeaders(request.outcome?.rateLimit), request.outcome?.dpopNonce))
       },
       onResponseData(c, chunk) {
         sent += chunk.length

@@ -47,6 +47,11 @@ export const BUILT_IN_STRIPPED = [
   'x-method-override',
   // credentials meant for a proxy
   'proxy-authorization',
+  // client certificates as TLS-terminating proxies pass them (RFC 9440, nginx, IIS ARR)
+  'client-cert',
+  'client-cert-chain',
+  'ssl-client-cert',
+  'x-arr-clientcert',
   // hop-by-hop (those named in Connection go as well)
   'keep-alive',
   'proxy-connection',
@@ -78,6 +83,7 @@ export const BUILT_IN_STRIPPED_PREFIXES = [
   'x-gateway-',
   'x-envoy-',
   'x-amzn-oidc-', // AWS ALB
+  'x-amzn-mtls-', // AWS ALB mutual TLS
   'x-ms-client-principal', // Azure App Service
   'x-goog-authenticated-', // Google IAP
   'x-ssl-', // X-SSL-Client-Cert, X-SSL-Client-Verify (nginx conventions)
@@ -215,7 +221,11 @@ export function rewriteRequestHeaders(incoming: Readonly<Record<string, string |
     if (isStripped(policy, folded) || CONNECTION_LEVEL.includes(key) || named?.includes(key)) continue
     headers[key] = value
   }
-  if (!ctx.forwardAuthorization) delete headers.authorization
+  // A DPoP proof goes with the token it proves: both, or neither.
+  if (!ctx.forwardAuthorization) {
+    delete headers.authorization
+    delete headers.dpop
+  }
   Object.assign(headers, ctx.set)
   if (ctx.identity) Object.assign(headers, ctx.identity)
   return headers
