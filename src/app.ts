@@ -1,4 +1,8 @@
-import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, METHODS, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import type { SecureContextOptions } from 'node:tls'
+import { TLS12_CIPHERS, type CompiledListenerTls } from './config/tls-listener.js'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { AccessLog } from './access-log.js'
@@ -36,8 +40,15 @@ export interface GatewayOptions {
 }
 
 export interface Gateway extends ConfigSource {
-  /** The proxy listener's app. It never listens by itself: see server.ts. */
+  /** The proxy listener's app (its server is the plain listener, else the HTTPS one). */
   readonly app: FastifyInstance
+  /**
+   * Starts the listeners the configuration names (plain HTTP and/or HTTPS);
+   * their URLs. Tests may instead call app.listen for the plain one alone.
+   */
+  listen(): Promise<{ url: string | undefined; tlsUrl: string | undefined }>
+  /** Closes every open client connection now (a drain's deadline). */
+  closeAllConnections(): void
   /** Swaps in a new compiled configuration; requests already running keep theirs. */
   setConfig(config: CompiledConfig): void
   /**
@@ -134,7 +145,26 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // Listener bounds (limits.ts): a silent or slow client holds a connection
   // for header_timeout, a request for request_timeout, an idle kept-alive
   // connection for keep_alive_timeout; the checks run every second.
+  // The listeners: plain HTTP and/or HTTPS, both serving this one app.
+  const listenerOptions = { headersTimeout: limits.headerTimeoutMs, maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: 1000 }
+  let secure: HttpsServer | undefined
+  let listeners: Server[] = []
   const app = Fastify({
+    serverFactory: (handler: RequestListener) => {
+      const plain = server.plain ? createHttpServer(listenerOptions, handler) : undefined
+      const tls = server.tls
+      secure = tls ? createHttpsServer({ ...listenerOptions, ...secureContextOptions(tls), ...tlsServerOptions(tls) }, handler) : undefined
+      listeners = [plain, secure].filter((x): x is Server => x !== undefined)
+      for (const s of listeners) {
+        s.keepAliveTimeout = limits.keepAliveTimeoutMs
+        s.requestTimeout = limits.requestTimeoutMs
+        s.maxConnections = limits.maxConnections
+        // Expect: 100-continue is answered by the pipeline, only once the request is allowed
+        // (body/receive.ts); Node would otherwise send 100 before anything was decided.
+        s.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => s.emit('request', req, res))
+      }
+      return listeners[0]!
+    },
     loggerInstance: SILENT,
     trustProxy: server.trustProxy,
     genReqId: requestId,
@@ -146,10 +176,6 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     connectionTimeout: 0,
     http: { headersTimeout: limits.headerTimeoutMs, maxHeaderSize: limits.maxHeaderBytes, connectionsCheckingInterval: 1000 },
   })
-  app.server.maxConnections = limits.maxConnections
-  // Expect: 100-continue is answered by the pipeline, only once the request is allowed
-  // (body/receive.ts); Node would otherwise send 100 before anything was decided.
-  app.server.on('checkContinue', (req, res) => app.server.emit('request', req, res))
 
   // No body is read by fastify: the pipeline reads or streams it once the request is decided.
   app.removeAllContentTypeParsers()
@@ -285,8 +311,34 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     get current() {
       return current
     },
+    async listen() {
+      const s = current.server
+      const urlOf = (listener: Server, scheme: string) => {
+        const a = listener.address() as AddressInfo
+        return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+      }
+      const primary = s.plain ? { host: s.host, port: s.port } : { host: s.tls!.host, port: s.tls!.port }
+      await app.listen(primary)
+      const other = listeners[1]
+      if (other !== undefined) {
+        await new Promise<void>((resolve, reject) => {
+          other.once('error', reject)
+          other.listen({ host: s.tls!.host, port: s.tls!.port }, () => {
+            other.off('error', reject)
+            resolve()
+          })
+        })
+      }
+      return { url: s.plain ? urlOf(listeners[0]!, 'http') : undefined, tlsUrl: secure ? urlOf(secure, 'https') : undefined }
+    },
+    closeAllConnections() {
+      for (const l of listeners) l.closeAllConnections()
+    },
     setConfig(config) {
       warmKeys(config)
+      // A rotated certificate (or client CA) serves new handshakes; open connections go on.
+      const tls = config.server.tls
+      if (secure !== undefined && tls !== undefined && secureContextChanged(current.server.tls, tls)) secure.setSecureContext(secureContextOptions(tls))
       current = config
       primeMetrics(metrics, config)
       forwarder.retain(config.router.routes.map((r) => r.upstream))
@@ -298,12 +350,21 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     tracer,
     startDrain() {
       if (draining) return
-      app.server.closeIdleConnections()
-      draining = setInterval(() => app.server.closeIdleConnections(), 100)
+      // The second listener stops accepting too (fastify closes its own server).
+      for (const l of listeners.slice(1)) if (l.listening) l.close()
+      const closeIdle = () => {
+        for (const l of listeners) l.closeIdleConnections()
+      }
+      closeIdle()
+      draining = setInterval(closeIdle, 100)
       draining.unref()
     },
     async close() {
       clearInterval(draining)
+      for (const l of listeners.slice(1)) {
+        if (l.listening) await new Promise((resolve) => l.close(resolve))
+        l.closeAllConnections()
+      }
       await app.close()
       await forwarder.close()
       await sharedStore?.close()
@@ -323,6 +384,24 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
   return gateway
+}
+
+/** What a TLS handshake uses, from the listener's files: replaced on reload without a restart. */
+function secureContextOptions(tls: CompiledListenerTls): SecureContextOptions {
+  return { cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca } : {}), minVersion: tls.minVersion, ciphers: TLS12_CIPHERS, honorCipherOrder: true }
+}
+
+/** What only a restart changes: whether client certificates are asked for, and whether a bad one ends the handshake. */
+function tlsServerOptions(tls: CompiledListenerTls) {
+  return {
+    ALPNProtocols: ['http/1.1'],
+    requestCert: tls.clientCertificates !== 'none',
+    rejectUnauthorized: tls.clientCertificates === 'require',
+  }
+}
+
+function secureContextChanged(a: CompiledListenerTls | undefined, b: CompiledListenerTls): boolean {
+  return a === undefined || a.cert !== b.cert || a.key !== b.key || a.ca !== b.ca || a.minVersion !== b.minVersion
 }
 
 /** Body bytes received: what the pipeline read of the body, else what the connection read since the head. */

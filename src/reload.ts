@@ -134,7 +134,10 @@ function digest(text: string): string {
 function restartOnly(a: CompiledConfig, b: CompiledConfig): string[] {
   const changed: string[] = []
   const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y)
-  if (a.server.host !== b.server.host || a.server.port !== b.server.port) changed.push('server.listen')
+  if (a.server.plain !== b.server.plain || a.server.host !== b.server.host || a.server.port !== b.server.port) changed.push('server.listen')
+  // The certificate, key and client CA are swapped in on reload; the listener itself is not.
+  const tls = (t: CompiledConfig['server']['tls']) => (t === undefined ? undefined : [t.host, t.port, t.clientCertificates])
+  if (!same(tls(a.server.tls), tls(b.server.tls))) changed.push('server.tls (listen, client_certificates.mode)')
   if (!same(a.server.trustProxy, b.server.trustProxy)) changed.push('server.trust_proxy')
   const listener = (l: CompiledConfig['limits']) => [l.headerTimeoutMs, l.requestTimeoutMs, l.keepAliveTimeoutMs, l.maxHeaderBytes, l.maxConnections, l.bodyBufferBytes, l.bodyBufferTotalBytes]
   if (!same(listener(a.limits), listener(b.limits))) changed.push('limits (listener bounds)')

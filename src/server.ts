@@ -16,8 +16,10 @@ export interface RunningGateway {
   /** Undefined in a worker: the primary serves the admin listener. */
   readonly admin: FastifyInstance | undefined
   readonly reloader: ConfigReloader
-  /** The proxy listener's URL, e.g. http://127.0.0.1:8080. */
+  /** The plain listener's URL, e.g. http://127.0.0.1:8080, else the HTTPS one's. */
   readonly url: string
+  /** The HTTPS listener's URL, when there is one. */
+  readonly tlsUrl: string | undefined
   readonly adminUrl: string | undefined
   /** Stops accepting, lets requests in flight finish (up to the drain timeout), closes Redis. */
   drain(): Promise<void>
@@ -43,17 +45,19 @@ export async function startGateway(file: string, logger: Logger = createLogger()
     // Workers share revocations through the primary (and, with Redis, each publishes its own to the other replicas).
     shareRevocations(gateway.current.revocations, (denial) => void gateway.current.revocations.apply(denial, true))
   }
-  const url = await gateway.app.listen({ host: config.server.host, port: config.server.port })
+  const listening = await gateway.listen()
+  const url = (listening.url ?? listening.tlsUrl)!
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
   const reloader = new ConfigReloader(file, gateway, logger, metrics, observer, env)
   await reloader.start()
-  logger.info({ address: url, admin: adminUrl, routes: config.router.routes.length, config: file, pid: process.pid }, 'gateway listening')
+  logger.info({ address: url, ...(listening.tlsUrl && listening.url ? { tls: listening.tlsUrl } : {}), admin: adminUrl, routes: config.router.routes.length, config: file, pid: process.pid }, 'gateway listening')
 
   return {
     gateway,
     admin,
     reloader,
     url,
+    tlsUrl: listening.tlsUrl,
     adminUrl,
     async drain() {
       draining = true
@@ -69,7 +73,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
       clearTimeout(timer)
       if (late) {
         logger.warn({ deadline_ms: deadline }, 'drain deadline reached; closing the remaining connections')
-        gateway.app.server.closeAllConnections()
+        gateway.closeAllConnections()
         await closed
       }
       await gateway.close() // the upstream connections and Redis
