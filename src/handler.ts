@@ -140,6 +140,8 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     let principal: Principal | undefined
     let forwardAuthorization = false
     let replayed: Promise<void> | undefined
+    const raw = request.raw
+    const certificate = () => clientCertificate(raw, config.server.certificates, () => senders.trustedPeer(raw.socket?.remoteAddress ?? ''))
     if (route.auth.kind === 'protected') {
       if (route.auth.bindingMode === 'dpop') outcome.dpopChallenge = true
       const token = extractBearer({
@@ -162,11 +164,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
       const authenticated = tracer !== undefined && trace !== undefined ? await tracer.within(trace, 'authenticate', (calls) => authenticate(token, tokens, authn, calls)) : await authenticate(token, tokens, authn)
       principal = authenticated.principal
       outcome.principal = principal
-      const raw = request.raw
-      outcome.binding = checkBinding(principal, route.auth.binding.get(principal.issuerId) ?? 'optional', {
-        proof,
-        certificate: () => clientCertificate(raw, config.server.certificates, () => senders.trustedPeer(raw.socket?.remoteAddress ?? '')),
-      })
+      outcome.binding = checkBinding(principal, route.auth.binding.get(principal.issuerId) ?? 'optional', { proof, certificate })
       checkNotRevoked(principal, config.revocations, () => token.value)
       if (route.auth.stepUp !== undefined) checkStepUp(principal, route.auth.stepUp, (authn.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)
       authorize(principal, route.auth.scopes, method)
@@ -233,7 +231,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
-    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read, inspect }, forwarder, fail)
+    return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read, inspect }, forwarder, fail, certificate)
   }
 }
 

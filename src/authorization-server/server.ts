@@ -5,6 +5,9 @@ import { DUMMY_HASH, type ParsedHash } from './secret-hash.js'
 import { SecretVerifier, VerifierBusy } from './secret-verifier.js'
 import type { SigningKey } from './signing-keys.js'
 import type { RevocationList } from '../cache/revocation-list.js'
+import { GatewayError } from '../errors.js'
+import type { ClientCertificate } from '../pipeline/binding/client-certificate.js'
+import { normalizeHtu, verifyProof, type ProofSettings } from '../pipeline/binding/dpop-proof.js'
 
 export interface RegisteredClient {
   readonly clientId: string
@@ -23,6 +26,8 @@ export interface AuthorizationServerSettings {
   readonly keys: readonly SigningKey[]
   readonly clients: ReadonlyMap<string, RegisteredClient>
   readonly throttle: ThrottleLimits
+  /** How DPoP proofs at the token endpoint are checked (the gateway's dpop section). */
+  readonly dpop: ProofSettings
 }
 
 /** A request as the built-in endpoints read it. */
@@ -33,6 +38,10 @@ export interface EndpointRequest {
   readonly body: Buffer | undefined
   /** The client's address (after trusted proxies), for throttling. */
   readonly address?: string | undefined
+  /** The request URI as the client sent it (scheme and host after trusted proxies), for DPoP's htu. */
+  readonly uri?: string | undefined
+  /** The client certificate of the request (TLS listener or trusted proxy), when there is one. */
+  readonly certificate?: (() => ClientCertificate | undefined) | undefined
 }
 
 export interface EndpointResponse {
@@ -41,7 +50,7 @@ export interface EndpointResponse {
   readonly body: unknown
 }
 
-type TokenError = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope'
+type TokenError = 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type' | 'invalid_scope' | 'invalid_dpop_proof'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 
@@ -185,6 +194,8 @@ export class AuthorizationServer {
         grant_types_supported: ['client_credentials'],
         response_types_supported: [],
         token_endpoint_auth_methods_supported: authMethods,
+        dpop_signing_alg_values_supported: [...this.settings.dpop.algorithms],
+        tls_client_certificate_bound_access_tokens: true,
         introspection_endpoint_auth_methods_supported: authMethods,
         revocation_endpoint_auth_methods_supported: authMethods,
         scopes_supported: [...scopes].sort(),
@@ -203,6 +214,9 @@ export class AuthorizationServer {
   async token(req: EndpointRequest): Promise<EndpointResponse> {
     const form = parseForm(req)
     if (!(form instanceof URLSearchParams)) return form
+    // A DPoP proof (RFC 9449 §5) is checked before the client's secret: a bad one costs no hash.
+    const proof = this.tokenProof(req)
+    if (proof !== undefined && 'status' in proof) return proof
     const auth = await this.authenticateClient(req, form)
     if ('status' in auth) return auth
     const client = auth
@@ -220,10 +234,26 @@ export class AuthorizationServer {
       if (refused.length > 0) return tokenError(400, 'invalid_scope', 'the client may not request some of these scopes')
     }
 
+    // Sender-constrained (RFC 9449 §6, RFC 8705 §3): to the proof's key, and to the certificate of the connection.
+    const cnf: Record<string, string> = {}
+    if (proof !== undefined) {
+      if (this.seenProofs.get(proof.jti) !== undefined) return tokenError(400, 'invalid_dpop_proof', 'the DPoP proof was already used')
+      this.seenProofs.set(proof.jti, true, this.now() + (this.settings.dpop.maxAgeSeconds + 2 * this.settings.dpop.skewSeconds) * 1000)
+      cnf.jkt = proof.jkt
+    }
+    let certificate: ClientCertificate | undefined
+    try {
+      certificate = req.certificate?.()
+    } catch {
+      return tokenError(400, 'invalid_request', 'the client certificate cannot be used')
+    }
+    if (certificate !== undefined) cnf['x5t#S256'] = certificate.x5t
+    const bound = Object.keys(cnf).length > 0
+
     const key = this.settings.keys[0]!
     const iat = Math.floor(this.now() / 1000)
     const exp = iat + client.lifetimeSeconds
-    const accessToken = await new SignJWT({ client_id: client.clientId, scope: scopes.join(' ') })
+    const accessToken = await new SignJWT({ client_id: client.clientId, scope: scopes.join(' '), ...(bound ? { cnf } : {}) })
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
       .setIssuer(this.settings.issuer)
       .setSubject(client.clientId)
@@ -235,7 +265,7 @@ export class AuthorizationServer {
     return {
       status: 200,
       headers: NO_STORE,
-      body: { access_token: accessToken, token_type: 'Bearer', expires_in: client.lifetimeSeconds, scope: scopes.join(' ') },
+      body: { access_token: accessToken, token_type: proof !== undefined ? 'DPoP' : 'Bearer', expires_in: client.lifetimeSeconds, scope: scopes.join(' ') },
     }
   }
 
@@ -250,7 +280,8 @@ export class AuthorizationServer {
     const payload = await this.ownToken(token)
     const text = (v: unknown) => (typeof v === 'string' ? v : undefined)
     if (payload === undefined || this.revocations.denies(this.settings.issuer, payload, text(payload.sub), text(payload.client_id), () => token)) return { status: 200, headers: NO_STORE, body: { active: false } }
-    return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: 'Bearer' } }
+    const dpop = typeof payload.cnf === 'object' && payload.cnf !== null && 'jkt' in payload.cnf
+    return { status: 200, headers: NO_STORE, body: { ...payload, active: true, token_type: dpop ? 'DPoP' : 'Bearer' } }
   }
 
   /**
@@ -272,6 +303,28 @@ export class AuthorizationServer {
       this.revocations.revoke(this.settings.issuer, payload.jti, payload.exp)
     }
     return { status: 200, headers: NO_STORE, body: {} }
+  }
+
+  /** DPoP proofs used at the token endpoint, by jti, until they could no longer be accepted. */
+  private readonly seenProofs = new ExpiringLru<true>(100_000)
+
+  /** The DPoP proof of a token request, checked; undefined without one; an error answer for a bad one. */
+  private tokenProof(req: EndpointRequest): { jkt: string; jti: string } | EndpointResponse | undefined {
+    let header: string | undefined
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      if (req.rawHeaders[i]!.toLowerCase() !== 'dpop') continue
+      if (header !== undefined) return tokenError(400, 'invalid_dpop_proof', 'more than one DPoP header')
+      header = req.rawHeaders[i + 1]!
+    }
+    if (header === undefined) return undefined
+    const htu = req.uri === undefined ? undefined : normalizeHtu(req.uri)
+    if (htu === undefined) return tokenError(400, 'invalid_dpop_proof', 'the token endpoint URI cannot be compared with the proof')
+    try {
+      return verifyProof(header, this.settings.dpop, { method: 'POST', htu, accessToken: undefined, nowSeconds: this.now() / 1000 })
+    } catch (err) {
+      if (err instanceof GatewayError) return tokenError(400, 'invalid_dpop_proof', err.message)
+      throw err
+    }
   }
 
   /** The claims of a token this server issued and that has not expired; undefined for anything else. */

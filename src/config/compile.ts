@@ -282,7 +282,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       tls,
     })
   }
-  const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices)
+  const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices, dpop)
 
   const globalCors = config.cors ? compileCors(config.cors, null, ['cors'], report, true) : undefined
   const routes: CompiledRoute[] = []
@@ -403,7 +403,13 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
-  const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report, builtinLimits)
+  const protectedRoutes = routes.filter((r) => r.auth.kind === 'protected')
+  const resourceMetadata = builtinRoutes(config, routes, authorizationServer, report, builtinLimits, {
+    algs: dpop.algs,
+    // Every protected route takes DPoP-bound tokens only.
+    dpopRequired: protectedRoutes.length > 0 && protectedRoutes.every((r) => r.auth.kind === 'protected' && [...r.auth.binding.values()].every((m) => m === 'dpop')),
+    certificates: listenerTls?.clientCertificates !== undefined && listenerTls.clientCertificates !== 'none' ? true : certificateHeader !== undefined,
+  })
   const revocations = options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList()
   const signalsSeen = options.previous?.signalsSeen ?? new ExpiringLru<true>(100_000)
   const signals = config.revocation?.signals
@@ -631,6 +637,7 @@ function builtinRoutes(
   as: AuthorizationServer | undefined,
   report: (path: FieldPath, message: string) => void,
   rateLimits: RouteRateLimits | undefined,
+  senders: { readonly algs: readonly string[]; readonly dpopRequired: boolean; readonly certificates: boolean },
 ): string | undefined {
   let failed = false
   const add = (id: string, path: string, methods: string[], respond: Extract<Target, { kind: 'builtin' }>['respond']) => {
@@ -669,6 +676,10 @@ function builtinRoutes(
     scopes_supported: [...scopes].sort(),
     bearer_methods_supported: ['header'],
     ...(pr.resource_name ? { resource_name: pr.resource_name } : {}),
+    // RFC 9728 §2: what sender-constrained tokens this resource takes.
+    dpop_signing_alg_values_supported: [...senders.algs],
+    dpop_bound_access_tokens_required: senders.dpopRequired,
+    tls_client_certificate_bound_access_tokens: senders.certificates,
   }
   add('@protected-resource', path, ['GET', 'HEAD'], () => ({ status: 200, headers: { 'cache-control': 'public, max-age=300' }, body }))
   return failed ? undefined : resource.origin + path
@@ -680,6 +691,7 @@ async function compileAuthorizationServer(
   report: (path: FieldPath, message: string) => void,
   options: CompileOptions,
   notices: string[],
+  dpop: CompiledDpop,
 ): Promise<AuthorizationServer | undefined> {
   const c = config.authorization_server
   if (!c) return undefined
@@ -738,6 +750,7 @@ async function compileAuthorizationServer(
         clientFailures: c.throttle?.client_failures ?? DEFAULTS.asThrottleClientFailures,
         windowMs: parseDuration(c.throttle?.window ?? DEFAULTS.asThrottleWindow),
       },
+      dpop: dpop.proof,
     },
     throttle,
     verifier,

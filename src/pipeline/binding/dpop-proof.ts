@@ -30,8 +30,8 @@ export interface ProofContext {
   readonly method: string
   /** The request URI as the client saw it, normalised (see normalizeHtu). */
   readonly htu: string
-  /** The access token the proof must hash (ath). */
-  readonly accessToken: string
+  /** The access token the proof must hash (ath); none at a token endpoint, which issues one. */
+  readonly accessToken: string | undefined
   readonly nowSeconds: number
 }
 
@@ -184,7 +184,7 @@ export function verifyProof(proof: string, settings: ProofSettings, ctx: ProofCo
   if (typeof iat !== 'number' || !Number.isFinite(iat)) invalid('the DPoP proof has no numeric "iat"')
   if (iat > ctx.nowSeconds + settings.skewSeconds) invalid('the DPoP proof was issued in the future')
   if (iat < ctx.nowSeconds - settings.maxAgeSeconds - settings.skewSeconds) invalid('the DPoP proof is too old')
-  if (claims.ath !== accessTokenHash(ctx.accessToken)) invalid('the DPoP proof\'s ath is not the hash of the access token')
+  if (ctx.accessToken !== undefined && claims.ath !== accessTokenHash(ctx.accessToken)) invalid('the DPoP proof\'s ath is not the hash of the access token')
   const nonce = claims.nonce
   if (nonce !== undefined && typeof nonce !== 'string') invalid('the DPoP proof\'s nonce is not a string')
   return { jkt, jti, iat, nonce }

@@ -8,6 +8,7 @@ import { GatewayError } from '../../errors.js'
 import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } from '../mutate/headers.js'
 import { echo } from './echo.js'
 import { rateLimitHeaders } from '../ratelimit/limiter.js'
+import type { ClientCertificate } from '../binding/client-certificate.js'
 import { callStarted, withCallHeaders } from '../../observe/calls.js'
 import { connectOptions, tlsFailure } from './tls.js'
 import type { Target } from './targets.js'
@@ -315,6 +316,7 @@ export async function deliver(
   body: BodyPlan,
   forwarder: Forwarder,
   fail: FailRequest,
+  certificate?: () => ClientCertificate | undefined,
 ): Promise<FastifyReply | undefined> {
   const target = route.upstream
   switch (target.kind) {
@@ -333,6 +335,9 @@ export async function deliver(
         contentType: request.headers['content-type'],
         body: form,
         address: request.ip,
+        // As the client sent it: scheme and host after trusted proxies (DPoP's htu at the token endpoint).
+        uri: request.host ? `${request.protocol}://${request.host}${(request.raw.url ?? '/').split('?', 1)[0]}` : undefined,
+        certificate,
       })
       return reply.code(answer.status).headers(answer.headers).send(answer.body)
     }
