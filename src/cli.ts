@@ -11,7 +11,7 @@ commands:
   validate FILE [--json]  check a configuration file (exit 0 when valid, 1 when not); warnings are printed, exit 0
   routes FILE [--json]    print the compiled route table, in precedence order
   explain FILE --method M --path P [--host H] [--token T | --scopes "a b" [--claims JSON]]
-               [--origin O [--request-method M]] [--json]
+               [--origin O [--request-method M]] [--binding bearer|dpop|mtls] [--json]
                           which route matches, what it requires (scopes, step-up, claim rules, CORS),
                           and the decision (exit 0 allow, 1 deny)
   hash-secret             read a client secret on stdin, print its hash for authorization_server.clients
@@ -103,11 +103,16 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
             claims: { type: 'string' },
             origin: { type: 'string' },
             'request-method': { type: 'string' },
+            binding: { type: 'string' },
             json: { type: 'boolean' },
           },
         })
         if (positionals.length !== 1 || !values.path || (values.token !== undefined && (values.scopes !== undefined || values.claims !== undefined))) {
           err.write(USAGE)
+          return 2
+        }
+        if (values.binding !== undefined && !['bearer', 'dpop', 'mtls'].includes(values.binding)) {
+          err.write('--binding must be bearer, dpop or mtls\n')
           return 2
         }
         let claims: Record<string, unknown> | undefined
@@ -133,6 +138,7 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           claims,
           origin: values.origin,
           requestMethod: values['request-method'],
+          binding: values.binding as 'bearer' | 'dpop' | 'mtls' | undefined,
         })
         out.write(values.json ? json(result) : result.lines.join('\n') + '\n')
         return result.decision === 'allow' ? 0 : 1

@@ -6,6 +6,14 @@ import { authenticate } from '../pipeline/authn/authenticate.js'
 import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/introspection.js'
 import type { Principal } from '../pipeline/authn/principal.js'
 import { confirmationOf } from '../pipeline/authn/confirmation.js'
+import { checkBinding, type BindingMode } from '../pipeline/binding/binding.js'
+
+const BINDING_WORDS: Readonly<Record<BindingMode, string>> = {
+  optional: 'unbound tokens as Bearer, bound ones with their binding (optional)',
+  dpop: 'DPoP-bound tokens only (dpop)',
+  mtls: 'certificate-bound tokens only (mtls)',
+  any: 'bound tokens only, DPoP or certificate (any)',
+}
 import { authorize } from '../pipeline/authz/scopes.js'
 import { canonicalHost } from '../pipeline/normalize/host.js'
 import { canonicalTarget } from '../pipeline/normalize/path.js'
@@ -31,6 +39,8 @@ export interface ExplainInput {
   readonly origin?: string | undefined
   /** With method OPTIONS and an origin: the method a preflight announces. */
   readonly requestMethod?: string | undefined
+  /** How the token is presented: as Bearer (default), with a DPoP proof of the key it is bound to, or over its certificate. */
+  readonly binding?: 'bearer' | 'dpop' | 'mtls' | undefined
   /** The clock, for step-up (tests). */
   readonly now?: () => number
 }
@@ -90,6 +100,16 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
       } else {
         throw new GatewayError('token_missing', 'no --token, --scopes or --claims given')
       }
+      const mode = route.auth.binding.get(principal.issuerId) ?? route.auth.bindingMode ?? [...route.auth.binding.values()][0] ?? 'optional'
+      const cnf = principal.confirmation
+      const presented = input.binding ?? 'bearer'
+      lines.push(
+        `binding: the route takes ${BINDING_WORDS[mode]}; the token is ${cnf === undefined ? 'unbound' : `bound to ${[cnf.jkt !== undefined ? `DPoP key ${cnf.jkt}` : '', cnf.x5t !== undefined ? `certificate ${cnf.x5t}` : ''].filter(Boolean).join(' and ')}`}; presented ${presented === 'bearer' ? 'as Bearer' : presented === 'dpop' ? 'with a DPoP proof of its key' : 'over its certificate'}`,
+      )
+      checkBinding(principal, mode, {
+        proof: presented === 'dpop' ? { jkt: cnf?.jkt ?? '-', jti: '-', iat: 0, nonce: undefined } : undefined,
+        certificate: () => (presented === 'mtls' ? { x5t: cnf?.x5t ?? '-', names: [] } : undefined),
+      })
       if (route.auth.stepUp) {
         try {
           checkStepUp(principal, route.auth.stepUp, (input.now ?? Date.now)() / 1000, config.issuers.get(principal.issuerId)?.clockSkewSeconds ?? 0)

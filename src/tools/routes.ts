@@ -48,8 +48,16 @@ export function describeAuth(route: CompiledRoute): string {
   const policy = [
     ...(stepUp ? [`step-up ${[stepUp.acrValues.length ? `acr ${stepUp.acrValues.join('|')}` : '', stepUp.maxAgeSeconds !== undefined ? `max_age ${stepUp.maxAgeSeconds}s` : ''].filter(Boolean).join(' ')}`] : []),
     ...(route.auth.claimRules.length ? [`claims ${route.auth.claimRules.map((r) => r.id).join(',')}`] : []),
+    ...bindingWords(route.auth.binding),
   ]
   return `${issuers}: ${describeRule(route.auth.scopes.all)}${extra}${policy.map((p) => `; ${p}`).join('')}`
+}
+
+/** The binding a route requires, when any issuer's is not the default ("binding dpop", "binding corp:mtls,other:optional"). */
+function bindingWords(binding: ReadonlyMap<string, string>): string[] {
+  const modes = new Set(binding.values())
+  if (modes.size === 1) return modes.has('optional') ? [] : [`binding ${[...modes][0]}`]
+  return [`binding ${[...binding].map(([id, m]) => `${id}:${m}`).join(',')}`]
 }
 
 /** A route's auth, and its limits when it has any (the routes table). */

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process'
 import { readdirSync } from 'node:fs'
+import { promisify } from 'node:util'
 import { readFile } from 'node:fs/promises'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose'
@@ -12,6 +14,8 @@ import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.j
 
 // Every example under config/examples/ starts as the README shows it, and
 // its README steps hold. An example without steps here fails the first test.
+
+const run = promisify(execFile)
 
 const EXAMPLES = readdirSync('config/examples').filter((f) => f.endsWith('.yaml'))
 
@@ -63,6 +67,22 @@ async function demoToken(url: string, scope?: string, client = 'demo-client:demo
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'sender-constrained.yaml': async (url) => {
+    // The README's client: a DPoP-bound token, a nonce asked for and followed, the token refused as Bearer.
+    const { stdout } = await run('node', ['examples/dpop-client/call.mjs', url, '/payments/1'])
+    expect(stdout).toContain('token_type: DPoP')
+    expect(stdout).toMatch(/nonce asked for: DPoP .*error="use_dpop_nonce"/)
+    expect(stdout).toMatch(/^DPoP: 200 .*"x-client-id":"demo-client"/m)
+    expect(stdout).toMatch(/^as Bearer: 401 DPoP .*error="invalid_token"/m)
+    // A plain bearer token: accepted on /orders, refused on /payments (DPoP-bound tokens only) with a DPoP challenge.
+    const token = await demoToken(url)
+    expect((await send(url, { path: '/orders/1', headers: [bearer(token)] })).status).toBe(200)
+    const payments = await send(url, { path: '/payments/1', headers: [bearer(token)] })
+    expect(payments.status).toBe(401)
+    expect(payments.headers['www-authenticate']).toMatch(/^DPoP realm="gateway", error="invalid_token".*algs="ES256/)
+    const metadata = (await send(url, { path: '/.well-known/oauth-protected-resource' })).json()
+    expect(metadata.dpop_signing_alg_values_supported).toContain('ES256')
+  },
   'tracing.yaml': async (url) => {
     const token = await demoToken(url)
     const trace = '4bf92f3577b34da6a3ce929d0e0e4736'

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
+import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { buildGateway, type Gateway } from '../../src/app.js'
 import { compileConfig } from '../../src/config/compile.js'
@@ -23,6 +25,13 @@ beforeAll(async () => {
 afterAll(() => gateway.close())
 
 describe('quickstart', () => {
+  it('step 5: a DPoP-bound token with a few lines of Node (examples/dpop-client/call.mjs)', async () => {
+    const { stdout } = await promisify(execFile)('node', ['examples/dpop-client/call.mjs', url, '/orders/42'])
+    expect(stdout).toContain('token_type: DPoP')
+    expect(stdout).toMatch(/^DPoP: 200 /m)
+    expect(stdout).toMatch(/^as Bearer: 401 /m)
+  })
+
   it('runs the four README steps', async () => {
     // 1. curl -s -u demo-client:demo-secret-change-me -d grant_type=client_credentials $URL/oauth2/token
     const tokenRes = await send(url, {

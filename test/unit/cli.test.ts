@@ -138,6 +138,22 @@ describe('for tools and CI', () => {
     expect(explained.code).toBe(1)
     expect(JSON.parse(explained.out)).toMatchObject({ decision: 'deny', status: 403, reason: 'scope_insufficient' })
   })
+
+  it('explain says which binding a route takes and why a token fails it; routes shows it', async () => {
+    const file = 'config/examples/sender-constrained.yaml'
+    const jkt = 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs'
+    const unbound = await run('explain', file, '--path', '/payments/1', '--scopes', 'payments:read')
+    expect(unbound.code).toBe(1)
+    expect(unbound.out).toContain('binding: the route takes DPoP-bound tokens only (dpop); the token is unbound; presented as Bearer')
+    expect(unbound.out).toContain('token_binding_required')
+    const asBearer = await run('explain', file, '--path', '/orders/1', '--scopes', 'orders:read', '--claims', JSON.stringify({ cnf: { jkt } }), '--json')
+    expect(JSON.parse(asBearer.out)).toMatchObject({ decision: 'deny', status: 401, reason: 'token_binding_missing' })
+    const withProof = await run('explain', file, '--path', '/payments/1', '--scopes', 'payments:read', '--claims', JSON.stringify({ cnf: { jkt } }), '--binding', 'dpop')
+    expect(withProof.code).toBe(0)
+    expect((await run('explain', file, '--path', '/orders/1', '--binding', 'tls')).code).toBe(2)
+    const routes = await run('routes', file)
+    expect(routes.out).toMatch(/payments .*binding dpop/)
+  })
 })
 
 describe('validate, every error in one pass', () => {

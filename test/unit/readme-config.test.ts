@@ -85,6 +85,14 @@ async function createFiles(config: Doc, dir: string): Promise<void> {
   for (const file of keyFiles(config.authorization_server)) await write(file, pkcs8('rsa'))
   for (const file of keyFiles(config.identity_assertion)) await write(file, pkcs8('ed25519'))
   for (const issuer of (config.issuers as Doc[] | undefined) ?? []) for (const file of keyFiles(issuer)) await write(file, spki())
+  const listener = (config.server as Doc | undefined)?.tls as Doc | undefined
+  if (listener) {
+    const ca = await TestCa.create()
+    const leaf = await ca.issue({ cn: 'gateway.example.com', dns: ['gateway.example.com'] })
+    await write(listener.cert, leaf.cert)
+    await write(listener.key, leaf.key)
+    await write((listener.client_certificates as Doc | undefined)?.ca, (await TestCa.create('clients')).pem)
+  }
   for (const upstream of Object.values((config.upstreams as Record<string, Doc> | undefined) ?? {})) {
     const tls = upstream.tls as Doc | undefined
     if (!tls) continue
