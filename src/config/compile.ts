@@ -564,6 +564,15 @@ function configWarnings(config: Config, routes: readonly CompiledRoute[], at: (p
     warnedUpstreams.add(r.upstream)
     out.push(at(['upstreams', r.upstream, 'url'], 'identity headers go to this upstream over plain http with nothing to show they came from the gateway: anyone who reaches it can send them; add assertion: true (signed identity assertions) or https with tls (mutual TLS), or keep it behind a network policy (README, "Upstream trust")'))
   })
+  // DPoP state that is per process where several processes serve.
+  const workers = config.server?.workers ?? 1
+  if (config.dpop?.nonce && config.dpop.nonce.secret === undefined && config.cache?.redis) {
+    out.push(at(['dpop', 'nonce'], 'nonces without a secret are accepted only by the replica that made them; with several replicas (Redis is configured), give them one secret'))
+  }
+  if (!config.cache?.redis && workers !== 1) {
+    const dpopRoute = config.routes.findIndex((r) => r.auth !== 'public' && (r.auth.binding === 'dpop' || r.auth.binding === 'any'))
+    if (dpopRoute >= 0) out.push(at(['routes', dpopRoute, 'auth', 'binding'], 'without Redis each worker remembers only the DPoP proofs it saw: a proof replayed at another worker passes within its max_age; configure cache.redis'))
+  }
   const usedUpstreams = new Set(config.routes.map((r) => r.upstream))
   for (const id of Object.keys(config.upstreams)) if (!usedUpstreams.has(id)) out.push(at(['upstreams', id], `upstream "${id}" is used by no route`))
   const usedIssuers = new Set(config.routes.flatMap((r) => (r.auth === 'public' ? [] : r.auth.issuers)))

@@ -103,7 +103,8 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
       const mode = route.auth.binding.get(principal.issuerId) ?? route.auth.bindingMode ?? [...route.auth.binding.values()][0] ?? 'optional'
       const cnf = principal.confirmation
       const presented = input.binding ?? 'bearer'
-      lines.push(
+      // Said when it matters: a route that needs binding, a bound token, or a presentation other than Bearer.
+      if (mode !== 'optional' || cnf !== undefined || presented !== 'bearer') lines.push(
         `binding: the route takes ${BINDING_WORDS[mode]}; the token is ${cnf === undefined ? 'unbound' : `bound to ${[cnf.jkt !== undefined ? `DPoP key ${cnf.jkt}` : '', cnf.x5t !== undefined ? `certificate ${cnf.x5t}` : ''].filter(Boolean).join(' and ')}`}; presented ${presented === 'bearer' ? 'as Bearer' : presented === 'dpop' ? 'with a DPoP proof of its key' : 'over its certificate'}`,
       )
       checkBinding(principal, mode, {

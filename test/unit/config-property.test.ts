@@ -86,7 +86,33 @@ const tracingArb = fc
   })
   .map(strip)
 
+const bindingArb = fc.constantFrom('optional', 'dpop', 'mtls', 'any')
+const dpopArb = fc
+  .record({
+    algorithms: maybe(fc.uniqueArray(fc.constantFrom('ES256', 'EdDSA', 'RS256', 'PS512'), { minLength: 1 })),
+    max_age: maybe(mostly('60s', duration)),
+    clock_skew: maybe(mostly('5s', duration)),
+    nonce: maybe(fc.record({ secret: maybe(fc.constantFrom('s'.repeat(32), 'another-secret-of-32-characters!!')), lifetime: maybe(mostly('5m', duration)) }).map(strip)),
+    replay: maybe(fc.record({ on_redis_error: maybe(fc.constantFrom('deny', 'local')), max_entries: maybe(fc.integer({ min: 1000, max: 100_000_000 })) }).map(strip)),
+  })
+  .map(strip)
+const tlsArb = fc
+  .record({
+    listen: maybe(fc.constantFrom('127.0.0.1:0', '0.0.0.0:99999', '[::]:8443')),
+    cert: fc.constantFrom('missing.crt', '/dev/null', '../x.pem'),
+    key: fc.constantFrom('missing.key', '/dev/null'),
+    min_version: maybe(fc.constantFrom('TLSv1.2', 'TLSv1.3')),
+    client_certificates: maybe(fc.record({ mode: fc.constantFrom('request', 'require'), ca: maybe(fc.constantFrom('ca.pem', '/dev/null')) }).map(strip)),
+  })
+  .map(strip)
+
 const configArb = fc.record({
+  dpop: maybe(dpopArb),
+  binding: maybe(bindingArb),
+  issuerBinding: maybe(bindingArb),
+  tls: maybe(tlsArb),
+  noPlain: fc.boolean(),
+  certHeader: maybe(fc.record({ name: header, format: fc.constantFrom('xfcc', 'pem', 'rfc9440') })),
   tracing: maybe(tracingArb),
   routeLimits: maybe(fc.oneof(fc.array(limitArb, { maxLength: 3 }), fc.constant(false))),
   publicLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
@@ -125,7 +151,11 @@ const configArb = fc.record({
 
 function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configArb extends fc.Arbitrary<infer T> ? T : never): string {
   const doc: Record<string, unknown> = {
-    server: { ...(c.listen ? { listen: c.listen } : {}), ...(c.trust ? { trust_proxy: c.trust } : {}), ...(c.drain ? { drain_timeout: c.drain } : {}), case_insensitive_paths: c.caseInsensitive },
+    server: {
+      ...(c.tls ? { tls: c.tls } : {}),
+      ...(c.noPlain ? { listen: false } : {}),
+      ...(c.certHeader ? { client_certificate_header: c.certHeader } : {}),
+      ...(c.listen && !c.noPlain ? { listen: c.listen } : {}), ...(c.trust ? { trust_proxy: c.trust } : {}), ...(c.drain ? { drain_timeout: c.drain } : {}), case_insensitive_paths: c.caseInsensitive },
     upstreams: { up: { url: c.upstreamUrl, ...(c.upstreamTimeout ? { timeout: c.upstreamTimeout } : {}), ...(c.maxConnections ? { max_connections: c.maxConnections } : {}), ...(c.queueTimeout ? { queue_timeout: c.queueTimeout } : {}) }, echo: { echo: true } },
     issuers: [
       {
@@ -138,6 +168,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
         ...(!c.jwksUri && !c.discovery && !c.introspection ? { jwks_uri: 'https://i.example/jwks' } : {}),
         ...(c.skew ? { clock_skew: c.skew } : {}),
         ...(c.jwksTimings ? { jwks: c.jwksTimings } : {}),
+        ...(c.issuerBinding ? { binding: c.issuerBinding } : {}),
       },
     ],
     routes: [
@@ -152,6 +183,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
           ...(c.methodScopes ? { method_scopes: { [c.methodScopes]: { all_of: ['w'] } } } : {}),
           ...(c.claims ? { claims: c.claims } : {}),
           ...(c.stepUp ? { step_up: c.stepUp } : {}),
+          ...(c.binding ? { binding: c.binding } : {}),
         },
         ...(c.routeCors !== undefined ? { cors: c.routeCors } : {}),
         ...(c.routeLimits !== undefined ? { rate_limits: c.routeLimits } : {}),
@@ -161,6 +193,7 @@ function toYaml(c: fc.Arbitrary<unknown> extends never ? never : typeof configAr
     ...(c.defaultLimits || c.processes ? { rate_limits: { ...(c.defaultLimits ? { default: c.defaultLimits } : {}), ...(c.processes ? { replicas_hint: c.processes } : {}) } } : {}),
     ...(c.redis ? { cache: { redis: c.redis } } : {}),
     ...(c.tracing ? { tracing: c.tracing } : {}),
+    ...(c.dpop ? { dpop: c.dpop } : {}),
     ...(c.asIssuer ? { authorization_server: { issuer: c.asIssuer, clients: [] } } : {}),
     ...(c.resource ? { protected_resource: { resource: c.resource } } : {}),
     ...(c.identity || c.strip ? { identity_headers: { ...(c.identity ? { client_id: c.identity } : {}), ...(c.strip ? { strip_request_headers: c.strip } : {}) } } : {}),

@@ -332,3 +332,21 @@ describe('server settings', () => {
     expect(found[0]!.line).toBe(13)
   })
 })
+
+describe('sender-constrained settings', () => {
+  it('refuses what cannot work and warns about per-process DPoP state', async () => {
+    const refused = await issues(`${BASE}server: { workers: 2, listen: false }\ndpop: { nonce: { lifetime: 1s }, max_age: 20m }\n`)
+    expect(refused.map((i) => i.path)).toEqual(expect.arrayContaining(['server.listen', 'dpop.nonce', 'dpop.max_age', 'dpop.nonce.lifetime']))
+    const header = await issues(`${BASE}server: { client_certificate_header: { name: X-Forwarded-Client-Cert, format: xfcc } }\n`)
+    expect(header.map((i) => i.message)).toEqual([expect.stringContaining('trust_proxy')])
+    const tls = await issues(`${BASE}server: { tls: { cert: missing.crt, key: missing.key, client_certificates: { mode: require } } }\n`)
+    expect(tls.map((i) => i.path).sort()).toEqual(['server.tls.cert', 'server.tls.client_certificates.ca', 'server.tls.key'])
+
+    const warned = await compileConfig(
+      parseConfig(`${BASE.replace('scopes: { all_of: [orders:read] } }', 'scopes: { all_of: [orders:read] }, binding: dpop }')}server: { workers: 2 }\ndpop: { nonce: { secret: "${'s'.repeat(32)}" } }\n`, '/etc/gateway/gateway.yaml', {}),
+    )
+    expect(warned.warnings.map((w) => w.message)).toEqual(expect.arrayContaining([expect.stringContaining('each worker remembers only the DPoP proofs it saw')]))
+    const shared = await compileConfig(parseConfig(`${BASE}cache: { redis: { url: "redis://127.0.0.1:6379" } }\ndpop: { nonce: { lifetime: 5m } }\n`, '/etc/gateway/gateway.yaml', {}))
+    expect(shared.warnings.map((w) => w.path)).toContain('dpop.nonce')
+  })
+})
