@@ -18,8 +18,11 @@ export interface InstructionTarget {
   readonly process: string
   readonly args: (port: number) => string[]
   /** What to measure on it, one after the other. */
-  readonly scenarios: ReadonlyArray<{ name: string; path: string; headers: Record<string, string> }>
+  readonly scenarios: ReadonlyArray<{ name: string; path: string; headers: Headers }>
 }
+
+/** Fixed headers, or headers made for each request (a DPoP proof is accepted once), given the target's origin. */
+export type Headers = Record<string, string> | ((origin: string) => Record<string, string>)
 
 export interface InstructionOptions {
   /** Requests counted per window, five windows per scenario (after three times as many, and at least 10,000, to warm up). */
@@ -37,7 +40,8 @@ export function canCountInstructions(): boolean {
 }
 
 /** Sends exactly n GET requests over a few keep-alive connections; any answer but 2xx fails the measure. */
-async function send(url: string, headers: Record<string, string>, n: number, connections = 8): Promise<void> {
+async function send(url: string, headers: Headers, n: number, connections = 8): Promise<void> {
+  const origin = new URL(url).origin
   const agent = new Agent({ keepAlive: true, maxSockets: connections })
   let started = 0
   let finished = 0
@@ -46,7 +50,7 @@ async function send(url: string, headers: Record<string, string>, n: number, con
       const one = () => {
         if (started >= n) return
         started++
-        get(url, { agent, headers }, (res) => {
+        get(url, { agent, headers: typeof headers === 'function' ? headers(origin) : headers }, (res) => {
           res.resume()
           res.on('end', () => {
             if ((res.statusCode ?? 0) >= 300) return reject(new Error(`${url}: status ${res.statusCode}`))

@@ -17,7 +17,9 @@ import { createServer } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createPublicKey } from 'node:crypto'
+import { createHash, createPublicKey, generateKeyPairSync, randomBytes, sign as cryptoSign } from 'node:crypto'
+import { connect as tcpConnect } from 'node:net'
+import { TestCa } from '../test/helpers/pki.js'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
 import { Redis } from 'ioredis'
 import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
@@ -51,10 +53,19 @@ async function freePort(): Promise<number> {
   })
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string): Promise<void> {
+async function waitForPort(port: number, child: ChildProcess, what: string, tls = false): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`${what} exited (${child.exitCode})`)
     const ok = await new Promise<boolean>((resolve) => {
+      // An HTTPS listener with a bench certificate: a TCP connection says it listens.
+      if (tls) {
+        const s = tcpConnect(port, '127.0.0.1', () => {
+          s.destroy()
+          resolve(true)
+        })
+        s.on('error', () => resolve(false))
+        return
+      }
       const req = (globalThis.fetch as typeof fetch)(`http://127.0.0.1:${port}/`).then(
         () => resolve(true),
         () => resolve(false),
@@ -123,7 +134,18 @@ function output(cmd: string, args: string[]): Promise<string> {
   })
 }
 
-async function load(url: string, headers: Record<string, string>, seconds: number, script?: string): Promise<Load> {
+/** A DPoP load: a proof signed per request by bench/load-dpop.mjs (see there), on the load core. */
+interface DpopLoad {
+  readonly scheme: 'DPoP' | 'Bearer'
+  readonly tokenFile: string
+  readonly keyFile: string
+}
+
+async function load(url: string, headers: Record<string, string>, seconds: number, script?: string, dpop?: DpopLoad): Promise<Load> {
+  if (dpop) {
+    const out = JSON.parse(await output(...pinned(1, process.execPath, [join(ROOT, 'bench/load-dpop.mjs'), url, String(CONNECTIONS), String(seconds), dpop.scheme, dpop.tokenFile, dpop.keyFile]))) as Load
+    return out
+  }
   if (WRK) {
     const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency']
     for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
@@ -151,6 +173,8 @@ interface Target {
   pid: () => number
   url: string
   headers: Record<string, string>
+  /** Driven by the DPoP load generator instead (a fresh proof per request). */
+  dpop?: DpopLoad
 }
 
 async function main(): Promise<void> {
@@ -216,11 +240,11 @@ async function main(): Promise<void> {
 
   // This gateway: one process, one route per scenario.
   const gwPort = await freePort()
-  const gatewayConfig = (port: number, extra = '') => {
+  const gatewayConfig = (port: number, extra = '', server = '') => {
     const file = join(WORK, `gateway-${port}.yaml`)
     writeFileSync(
       file,
-      `${extra}server: { listen: "127.0.0.1:${port}" }
+      `${extra}server: { listen: "127.0.0.1:${port}"${server} }
 admin: { listen: "127.0.0.1:0" }
 identity_assertion: { issuer: https://gateway.bench }
 upstreams:
@@ -235,6 +259,8 @@ issuers:
 routes:
   - { id: public, match: { path: /public }, upstream: up, auth: public }
   - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
+  # DPoP-bound tokens with their proof (the default binding takes them on any route).
+  - { id: dpop, match: { path: /dpop }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
   - { id: asserted, match: { path: /asserted }, upstream: up-asserted, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
   - id: rules
     match: { path: "/rules/:tenant" }
@@ -279,6 +305,65 @@ routes:
     ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
     for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
     counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
+  }
+
+  // Sender-constrained tokens: one gateway process with a plain and an HTTPS listener. Its DPoP route
+  // and its plain JWT route are both driven by the DPoP load generator (which signs a proof per request
+  // for both, so the client's cost is the same on each side); its JWT route over HTTPS and over HTTP
+  // by the usual load. Beside them, DPoP done by hand (node:https + jose), over HTTPS.
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-sc') || o.startsWith('diy-dpop'))) {
+    const ca = await TestCa.create('Bench CA')
+    const leaf = await ca.issue({ cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] })
+    writeFileSync(join(WORK, 'tls.crt'), leaf.cert)
+    writeFileSync(join(WORK, 'tls.key'), leaf.key)
+    const proofKey = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    const publicJwk = proofKey.publicKey.export({ format: 'jwk' }) as Record<string, string>
+    const keyFile = join(WORK, 'dpop-key.json')
+    writeFileSync(keyFile, JSON.stringify({ privateKey: proofKey.privateKey.export({ format: 'jwk' }), publicKey: publicJwk }))
+    const jkt = createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${publicJwk.x}","y":"${publicJwk.y}"}`).digest('base64url')
+    const dpopToken = await sign('RS256', { ...ruled, cnf: { jkt } })
+    const dpopTokenFile = join(WORK, 'dpop-token.txt')
+    writeFileSync(dpopTokenFile, dpopToken)
+    const bearerTokenFile = join(WORK, 'rs256-token.txt')
+    writeFileSync(bearerTokenFile, tokens.RS256)
+    const port = await freePort()
+    const tlsPort = await freePort()
+    const file = gatewayConfig(port, '', `, tls: { listen: "127.0.0.1:${tlsPort}", cert: tls.crt, key: tls.key }`)
+    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', file], 'gateway-sc')
+    children.push(child)
+    await waitForPort(port, child, 'gateway-sc')
+    const plain = `http://127.0.0.1:${port}`
+    const secure = `https://127.0.0.1:${tlsPort}`
+    const add = (name: string, url: string, headers: Record<string, string>, dpop?: DpopLoad) => {
+      if (!ONLY || ONLY.some((o) => name.startsWith(o) || o === 'gateway-sc')) targets.push({ name, pid: () => child.pid!, url, headers, ...(dpop ? { dpop } : {}) })
+    }
+    add('gateway-sc-dpop-RS256', `${plain}/dpop`, {}, { scheme: 'DPoP', tokenFile: dpopTokenFile, keyFile })
+    add('gateway-sc-jwt-RS256-signing', `${plain}/jwt`, {}, { scheme: 'Bearer', tokenFile: bearerTokenFile, keyFile })
+    add('gateway-sc-https-dpop-RS256', `${secure}/dpop`, {}, { scheme: 'DPoP', tokenFile: dpopTokenFile, keyFile })
+    add('gateway-sc-jwt-RS256', `${plain}/jwt`, bearer(tokens.RS256))
+    add('gateway-sc-https-jwt-RS256', `${secure}/jwt`, bearer(tokens.RS256))
+    // Instructions: the DPoP route beside the plain JWT route, with a fresh proof per request made here
+    // (TLS is left out: under valgrind OpenSSL runs without the CPU's AES and SHA instructions).
+    const proofHeaders = (url: string) => () => {
+      const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: publicJwk })).toString('base64url')
+      const payload = Buffer.from(JSON.stringify({ jti: randomBytes(12).toString('base64url'), htm: 'GET', htu: url, iat: Math.floor(Date.now() / 1000), ath: createHash('sha256').update(dpopToken).digest('base64url') })).toString('base64url')
+      const input = `${header}.${payload}`
+      return { Authorization: `DPoP ${dpopToken}`, DPoP: `${input}.${cryptoSign('sha256', Buffer.from(input), { key: proofKey.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}` }
+    }
+    counted.push({
+      process: 'gateway-sc',
+      args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p)],
+      scenarios: [
+        { name: 'gateway-sc-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
+        { name: 'gateway-sc-dpop-RS256', path: '/dpop', headers: (origin: string) => proofHeaders(`${origin}/dpop`)() },
+      ],
+    })
+    if (!ONLY || ONLY.some((o) => 'diy-dpop-https'.startsWith(o) || o.startsWith('diy-dpop'))) {
+      const diyPort = await freePort()
+      const diy = start(0, process.execPath, ['bench/targets/diy-dpop.mjs', String(diyPort), upUrl, jwksFile, ISSUER, AUDIENCE, join(WORK, 'tls.crt'), join(WORK, 'tls.key')], 'diy-dpop')
+      await waitForPort(diyPort, diy, 'diy-dpop', true)
+      targets.push({ name: 'diy-dpop-https', pid: () => diy.pid!, url: `https://127.0.0.1:${diyPort}/x`, headers: {}, dpop: { scheme: 'DPoP', tokenFile: dpopTokenFile, keyFile } })
+    }
   }
 
   // Tracing at 1 % (parent-based ratio, OTLP/protobuf) to a collector that answers at once: the
@@ -380,13 +465,13 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
   }
 
   // Warm up, then interleaved rounds.
-  for (const t of targets) await load(t.url, t.headers, 1)
+  for (const t of targets) await load(t.url, t.headers, 1, undefined, t.dpop)
   const results = new Map<string, Array<Load & { cpuUsPerReq: number }>>()
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? targets : [...targets].reverse()
     for (const t of order) {
       const before = cpuTicks(t.pid())
-      const r = await load(t.url, t.headers, DURATION)
+      const r = await load(t.url, t.headers, DURATION, undefined, t.dpop)
       const ticks = cpuTicks(t.pid()) - before
       const cpuUsPerReq = r.rps > 0 ? ((ticks / CLK_TCK) * 1e6) / (r.rps * DURATION) : NaN
       if (r.non2xx > 0) console.warn(`  ${t.name}: ${r.non2xx} non-2xx responses`)
@@ -481,6 +566,9 @@ end
     { ...compare('JWT route + 1 limit in Redis / JWT route (RS256, Redis)', 'gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route + 1 limit, batch 100 / JWT route (Redis)', 'gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256'), goal: 0.9 },
     { ...compare('JWT route, tracing at 1 % / tracing off (RS256)', 'gateway-tracing-1pct-RS256', 'gateway-jwt-RS256'), goal: 0.95 },
+    { ...compare('DPoP route / JWT route (RS256, same signing client)', 'gateway-sc-dpop-RS256', 'gateway-sc-jwt-RS256-signing'), goal: 0.7 },
+    { ...compare('DPoP over HTTPS / do-it-yourself (node:https + jose)', 'gateway-sc-https-dpop-RS256', 'diy-dpop-https'), goal: 2 },
+    { ...compare('JWT route over HTTPS / over HTTP (RS256)', 'gateway-sc-https-jwt-RS256', 'gateway-sc-jwt-RS256'), goal: 0.7 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -524,6 +612,7 @@ end
       ['JWT route + 1 limit in Redis vs JWT route (Redis)', per('gateway-ratelimit-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['JWT route + 1 limit, batch 100 vs JWT route (Redis)', per('gateway-ratelimit-batched-RS256', 'gateway-revocations-none-jwt-RS256')],
       ['JWT route, tracing at 1 % vs off (RS256)', per('gateway-tracing-1pct-RS256', 'gateway-jwt-RS256')],
+      ['DPoP route vs JWT route (RS256, fresh proof each)', per('gateway-sc-dpop-RS256', 'gateway-sc-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)

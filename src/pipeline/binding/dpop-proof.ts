@@ -136,19 +136,39 @@ class KeyCache {
 
 const keyCache = new KeyCache(10_000)
 
+interface CheckedHeader {
+  readonly profile: KeyProfile
+  readonly alg: string
+  readonly jkt: string
+  readonly publicKey: KeyObject
+}
+
 /**
- * Checks one DPoP proof against the request it came with. Throws
- * `dpop_proof_invalid` for any failed check; nonce and replay (jti) are
- * checked by the caller with what this returns.
+ * Proof headers already checked, by their exact base64url text: a client
+ * signs every proof with the same key, so the same header (typ, alg, jwk)
+ * comes again on each of its requests. Only the header's own checks are
+ * cached (the algorithm allow-list is checked again on every proof, since
+ * settings change on reload); the signature is verified every time.
  */
-export function verifyProof(proof: string, settings: ProofSettings, ctx: ProofContext): VerifiedProof {
-  if (proof.length > MAX_PROOF_BYTES) invalid('the DPoP proof is too long')
-  const parts = COMPACT.exec(proof)
-  if (parts === null) invalid('the DPoP proof is not a signed JWT')
-  const header = decodeJson(parts[1]!, 'header')
+const headers = new Map<string, CheckedHeader>()
+const MAX_HEADERS = 10_000
+
+function proofHeader(segment: string, settings: ProofSettings): CheckedHeader {
+  let checked = headers.get(segment)
+  if (checked === undefined) {
+    checked = checkHeader(segment)
+    if (headers.size >= MAX_HEADERS) headers.delete(headers.keys().next().value!)
+    headers.set(segment, checked)
+  }
+  if (!settings.algorithms.has(checked.alg)) invalid('the DPoP proof\'s alg is not one of the accepted asymmetric algorithms')
+  return checked
+}
+
+function checkHeader(segment: string): CheckedHeader {
+  const header = decodeJson(segment, 'header')
   if (header.typ !== 'dpop+jwt') invalid('the DPoP proof\'s typ is not "dpop+jwt"')
   const alg = header.alg
-  if (typeof alg !== 'string' || !Object.hasOwn(PROFILES, alg) || !settings.algorithms.has(alg)) invalid('the DPoP proof\'s alg is not one of the accepted asymmetric algorithms')
+  if (typeof alg !== 'string' || !Object.hasOwn(PROFILES, alg)) invalid('the DPoP proof\'s alg is not one of the accepted asymmetric algorithms')
   if (header.crit !== undefined) invalid('the DPoP proof has critical header parameters the gateway does not understand')
   const profile = PROFILES[alg as DpopAlgorithm]
   const jwk = header.jwk
@@ -158,8 +178,19 @@ export function verifyProof(proof: string, settings: ProofSettings, ctx: ProofCo
   if (PRIVATE_MEMBERS.some((m) => Object.hasOwn(key, m))) invalid('the DPoP proof\'s jwk holds a private key')
   const input = thumbprintInput(key, profile)
   const jkt = createHash('sha256').update(input).digest('base64url')
-  const publicKey = keyCache.get(jkt, input, profile)
+  return { profile, alg, jkt, publicKey: keyCache.get(jkt, input, profile) }
+}
 
+/**
+ * Checks one DPoP proof against the request it came with. Throws
+ * `dpop_proof_invalid` for any failed check; nonce and replay (jti) are
+ * checked by the caller with what this returns.
+ */
+export function verifyProof(proof: string, settings: ProofSettings, ctx: ProofContext): VerifiedProof {
+  if (proof.length > MAX_PROOF_BYTES) invalid('the DPoP proof is too long')
+  const parts = COMPACT.exec(proof)
+  if (parts === null) invalid('the DPoP proof is not a signed JWT')
+  const { profile, jkt, publicKey } = proofHeader(parts[1]!, settings)
   const signature = Buffer.from(parts[3]!, 'base64url')
   if (profile.sigBytes !== undefined && signature.length !== profile.sigBytes) invalid('the DPoP proof\'s signature does not verify')
   const signed = Buffer.from(proof.slice(0, parts[1]!.length + 1 + parts[2]!.length), 'ascii')
