@@ -28,6 +28,8 @@ export interface AuthorizationServerSettings {
   readonly throttle: ThrottleLimits
   /** How DPoP proofs at the token endpoint are checked (the gateway's dpop section). */
   readonly dpop: ProofSettings
+  /** Whether token requests can come with a client certificate (the HTTPS listener asks for one, or a trusted proxy passes it). */
+  readonly certificateBound: boolean
 }
 
 /** A request as the built-in endpoints read it. */
@@ -195,7 +197,7 @@ export class AuthorizationServer {
         response_types_supported: [],
         token_endpoint_auth_methods_supported: authMethods,
         dpop_signing_alg_values_supported: [...this.settings.dpop.algorithms],
-        tls_client_certificate_bound_access_tokens: true,
+        tls_client_certificate_bound_access_tokens: this.settings.certificateBound,
         introspection_endpoint_auth_methods_supported: authMethods,
         revocation_endpoint_auth_methods_supported: authMethods,
         scopes_supported: [...scopes].sort(),

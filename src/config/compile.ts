@@ -282,7 +282,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       tls,
     })
   }
-  const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices, dpop)
+  // Whether the gateway sees client certificates at all (its HTTPS listener asks for them, or a trusted proxy passes them).
+  const seesCertificates = (listenerTls !== undefined && listenerTls.clientCertificates !== 'none') || certificateHeader !== undefined
+  const authorizationServer = await compileAuthorizationServer(config, baseDir, report, options, notices, dpop, seesCertificates)
 
   const globalCors = config.cors ? compileCors(config.cors, null, ['cors'], report, true) : undefined
   const routes: CompiledRoute[] = []
@@ -408,7 +410,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
     algs: dpop.algs,
     // Every protected route takes DPoP-bound tokens only.
     dpopRequired: protectedRoutes.length > 0 && protectedRoutes.every((r) => r.auth.kind === 'protected' && [...r.auth.binding.values()].every((m) => m === 'dpop')),
-    certificates: listenerTls?.clientCertificates !== undefined && listenerTls.clientCertificates !== 'none' ? true : certificateHeader !== undefined,
+    certificates: seesCertificates,
   })
   const revocations = options.previous?.revocations ?? authorizationServer?.revocations ?? new RevocationList()
   const signalsSeen = options.previous?.signalsSeen ?? new ExpiringLru<true>(100_000)
@@ -701,6 +703,7 @@ async function compileAuthorizationServer(
   options: CompileOptions,
   notices: string[],
   dpop: CompiledDpop,
+  seesCertificates: boolean,
 ): Promise<AuthorizationServer | undefined> {
   const c = config.authorization_server
   if (!c) return undefined
@@ -760,6 +763,7 @@ async function compileAuthorizationServer(
         windowMs: parseDuration(c.throttle?.window ?? DEFAULTS.asThrottleWindow),
       },
       dpop: dpop.proof,
+      certificateBound: seesCertificates,
     },
     throttle,
     verifier,

@@ -232,6 +232,8 @@ routes: [{ id: r, match: { path: /x }, upstream: echo, auth: { issuers: [remote]
       introspection_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       revocation_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post'],
       scopes_supported: ['orders:read', 'orders:write'],
+      dpop_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'],
+      tls_client_certificate_bound_access_tokens: false,
     })
   })
 
@@ -242,6 +244,9 @@ routes: [{ id: r, match: { path: /x }, upstream: echo, auth: { issuers: [remote]
       authorization_servers: [issuer],
       scopes_supported: ['orders:read', 'orders:write'],
       bearer_methods_supported: ['header'],
+      dpop_signing_alg_values_supported: ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA'],
+      dpop_bound_access_tokens_required: false,
+      tls_client_certificate_bound_access_tokens: false,
     })
     const denied = await send(gw.url, { path: '/api/orders/1' })
     expect(denied.headers['www-authenticate']).toBe(`Bearer realm="gateway", resource_metadata="${issuer}/.well-known/oauth-protected-resource/api"`)

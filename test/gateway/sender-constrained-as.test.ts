@@ -189,8 +189,10 @@ routes:
     expect((await https('/api/orders/1', { authorization: `Bearer ${token}` }, undefined, client)).status).toBe(401)
   })
 
-  it('the resource metadata says certificate-bound tokens are supported', async () => {
+  it('both metadata documents say certificate-bound tokens are supported', async () => {
     const pr = JSON.parse((await https('/.well-known/oauth-protected-resource/api', {})).body) as Record<string, unknown>
     expect(pr.tls_client_certificate_bound_access_tokens).toBe(true)
+    const as = JSON.parse((await https('/.well-known/oauth-authorization-server', {})).body) as Record<string, unknown>
+    expect(as.tls_client_certificate_bound_access_tokens).toBe(true)
   })
 })

@@ -86,6 +86,8 @@ const tracingArb = fc
   })
   .map(strip)
 
+/** Mostly absent: sections that, when present, are often refused (files that do not exist, no trusted proxies). */
+const rare = <T>(arb: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(undefined), weight: 8 }, { arbitrary: arb, weight: 1 })
 const bindingArb = fc.constantFrom('optional', 'dpop', 'mtls', 'any')
 const dpopArb = fc
   .record({
@@ -110,9 +112,9 @@ const configArb = fc.record({
   dpop: maybe(dpopArb),
   binding: maybe(bindingArb),
   issuerBinding: maybe(bindingArb),
-  tls: maybe(tlsArb),
-  noPlain: fc.boolean(),
-  certHeader: maybe(fc.record({ name: header, format: fc.constantFrom('xfcc', 'pem', 'rfc9440') })),
+  tls: rare(tlsArb),
+  noPlain: rare(fc.constant(true)),
+  certHeader: rare(fc.record({ name: header, format: fc.constantFrom('xfcc', 'pem', 'rfc9440') })),
   tracing: maybe(tracingArb),
   routeLimits: maybe(fc.oneof(fc.array(limitArb, { maxLength: 3 }), fc.constant(false))),
   publicLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
