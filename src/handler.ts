@@ -19,8 +19,8 @@ import { checkNotRevoked } from './pipeline/authn/revocation.js'
 import type { RateLimiter, RateLimitHeaders } from './pipeline/ratelimit/limiter.js'
 import type { GatewayTracer, RequestTrace } from './observe/tracing.js'
 import { checkBinding, presentedProof, type ProvenBinding } from './pipeline/binding/binding.js'
-import { clientCertificate } from './pipeline/binding/client-certificate.js'
-import { normalizeHtu, type VerifiedProof } from './pipeline/binding/dpop-proof.js'
+import { clientCertificate } from './oauth/client-certificate.js'
+import { normalizeHtu, type VerifiedProof } from './oauth/dpop-proof.js'
 import type { ReplayGuard } from './pipeline/binding/replay.js'
 
 /** Reads the configuration in force; each request takes it once, at its start. */

@@ -6,8 +6,8 @@ import { SecretVerifier, VerifierBusy } from './secret-verifier.js'
 import type { SigningKey } from './signing-keys.js'
 import type { RevocationList } from '../cache/revocation-list.js'
 import { GatewayError } from '../errors.js'
-import type { ClientCertificate } from '../pipeline/binding/client-certificate.js'
-import { normalizeHtu, verifyProof, type ProofSettings } from '../pipeline/binding/dpop-proof.js'
+import type { ClientCertificate } from '../oauth/client-certificate.js'
+import { normalizeHtu, verifyProof, type ProofSettings } from '../oauth/dpop-proof.js'
 
 export interface RegisteredClient {
   readonly clientId: string

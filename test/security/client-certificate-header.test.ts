@@ -4,7 +4,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { makeKey, sign, type TestKey } from '../helpers/keys.js'
 import { TestCa, type Issued } from '../helpers/pki.js'
 import { bearer, send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
-import { parseSubjectAltNames } from '../../src/pipeline/binding/client-certificate.js'
+import { parseSubjectAltNames } from '../../src/oauth/client-certificate.js'
 
 // Behind a TLS-terminating proxy the client certificate arrives in a header
 // (Envoy's X-Forwarded-Client-Cert, URL-encoded PEM, RFC 9440 Client-Cert).

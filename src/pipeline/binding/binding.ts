@@ -1,7 +1,7 @@
 import { GatewayError } from '../../errors.js'
 import type { Principal } from '../authn/principal.js'
-import type { ClientCertificate } from './client-certificate.js'
-import { verifyProof, type ProofSettings, type VerifiedProof } from './dpop-proof.js'
+import type { ClientCertificate } from '../../oauth/client-certificate.js'
+import { verifyProof, type ProofSettings, type VerifiedProof } from '../../oauth/dpop-proof.js'
 import type { NonceIssuer } from './nonce.js'
 import { dpopProofHeader } from '../extract/bearer.js'
 

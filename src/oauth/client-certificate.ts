@@ -1,7 +1,7 @@
 import { createHash, X509Certificate } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { GatewayError } from '../../errors.js'
+import { GatewayError } from '../errors.js'
 
 /**
  * The client certificate of a request, as RFC 8705 binding checks it: from

@@ -1,5 +1,5 @@
 import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
-import { GatewayError } from '../../errors.js'
+import { GatewayError } from '../errors.js'
 
 /**
  * DPoP proofs (RFC 9449 §4.3), checked with node:crypto on the event loop
