@@ -10,7 +10,7 @@ import { parseConfig } from '../../src/config/load.js'
 // TypeError from a URL parser took a running gateway down on reload).
 
 /** Mostly a sane value, sometimes a hostile one: configurations then both compile and fail. */
-const mostly = <T>(sane: T, hostile: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(sane), weight: 6 }, { arbitrary: hostile, weight: 1 })
+const mostly = <T>(sane: T, hostile: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(sane), weight: 10 }, { arbitrary: hostile, weight: 1 })
 
 const hostileUrl = fc.oneof(
   fc.constantFrom('http://[zz', 'http://a:99999/', 'https://%zz', 'http://[::1', 'http://x:0/', 'https://x/%', 'http://example.com/;x', 'http://[fe80::1%25eth0]/', 'http://0x7f.1/', 'http://a/../..', 'http://u:p@h/', 'http://h/?q', 'http://h/a b', 'https://h/\u0000'),
@@ -59,10 +59,10 @@ const strip = <T extends Record<string, unknown>>(c: T) => Object.fromEntries(Ob
 const limitArb = fc
   .record({
     id: fc.constantFrom('a', 'b', 'a', 'per-client'),
-    requests: fc.oneof(fc.constant(5), fc.integer({ min: 1, max: 1_000_000_000 })),
+    requests: mostly(5, fc.integer({ min: 1, max: 1_000_000_000 })),
     per: mostly('10s', duration),
     burst: maybe(fc.integer({ min: 1, max: 1_000_000_000 })),
-    by: fc.uniqueArray(fc.oneof(fc.constantFrom('client_id', 'sub', 'ip'), claimPath.map((p) => `claim:${p}`)), { minLength: 1, maxLength: 3 }),
+    by: mostly(['ip'], fc.uniqueArray(fc.oneof(fc.constantFrom('client_id', 'sub', 'ip'), claimPath.map((p) => `claim:${p}`)), { minLength: 1, maxLength: 3 })),
     on_redis_error: maybe(fc.constantFrom('allow', 'deny', 'local')),
     batch: maybe(fc.integer({ min: 1, max: 1000 })),
   })
@@ -88,6 +88,8 @@ const tracingArb = fc
 
 /** Mostly absent: sections that, when present, are often refused (files that do not exist, no trusted proxies). */
 const rare = <T>(arb: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(undefined), weight: 8 }, { arbitrary: arb, weight: 1 })
+/** Present one time in four: fields whose values are mostly hostile (so that enough configurations still compile). */
+const sometimes = <T>(arb: fc.Arbitrary<T>) => fc.oneof({ arbitrary: fc.constant(undefined), weight: 3 }, { arbitrary: arb, weight: 1 })
 const bindingArb = fc.constantFrom('optional', 'dpop', 'mtls', 'any')
 const dpopArb = fc
   .record({
@@ -109,7 +111,7 @@ const tlsArb = fc
   .map(strip)
 
 const configArb = fc.record({
-  dpop: maybe(dpopArb),
+  dpop: rare(dpopArb),
   binding: maybe(bindingArb),
   issuerBinding: maybe(bindingArb),
   tls: rare(tlsArb),
@@ -120,13 +122,13 @@ const configArb = fc.record({
   publicLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
   defaultLimits: maybe(fc.array(limitArb, { maxLength: 2 })),
   processes: maybe(fc.integer({ min: 1, max: 100_000 })),
-  redis: maybe(redisArb),
-  claims: maybe(fc.array(rule, { minLength: 1, maxLength: 3 })),
+  redis: sometimes(redisArb),
+  claims: sometimes(fc.array(rule, { minLength: 1, maxLength: 3 })),
   stepUp: maybe(fc.record({ acr_values: maybe(fc.uniqueArray(fc.constantFrom('urn:a', 'urn:b'), { minLength: 1 })), max_age: maybe(mostly('10m', duration)) }).map((c) => Object.fromEntries(Object.entries(c).filter(([, v]) => v !== undefined)))),
   cors: maybe(corsArb),
   routeCors: maybe(fc.oneof(corsArb, fc.constant(false))),
-  listen: maybe(fc.constantFrom('127.0.0.1:0', '0.0.0.0:99999', '[::]:8080', 'localhost:65536')),
-  trust: maybe(fc.array(fc.constantFrom('10.0.0.0/8', 'loopback', '10.0.0.0/8', 'loopback', '::1', '10.0.0.0/33', 'x', '1.2.3.4/8/9', '::/0'), { minLength: 1, maxLength: 3 })),
+  listen: sometimes(fc.constantFrom('127.0.0.1:0', '0.0.0.0:99999', '[::]:8080', 'localhost:65536')),
+  trust: sometimes(fc.array(fc.constantFrom('10.0.0.0/8', 'loopback', '10.0.0.0/8', 'loopback', '::1', '10.0.0.0/33', 'x', '1.2.3.4/8/9', '::/0'), { minLength: 1, maxLength: 3 })),
   upstreamUrl: mostly('http://127.0.0.1:9/v1', hostileUrl),
   upstreamTimeout: maybe(mostly('5s', duration)),
   maxConnections: maybe(fc.integer({ min: 1, max: 70_000 })),
