@@ -166,7 +166,9 @@ function proofHeader(segment: string, settings: ProofSettings): CheckedHeader {
 
 function checkHeader(segment: string): CheckedHeader {
   const header = decodeJson(segment, 'header')
-  if (header.typ !== 'dpop+jwt') invalid('the DPoP proof\'s typ is not "dpop+jwt"')
+  // A media type (RFC 7515 §4.1.9): case-insensitive, "application/" implied when absent.
+  const typ = typeof header.typ === 'string' ? header.typ.toLowerCase() : undefined
+  if (typ !== 'dpop+jwt' && typ !== 'application/dpop+jwt') invalid('the DPoP proof\'s typ is not "dpop+jwt"')
   const alg = header.alg
   if (typeof alg !== 'string' || !Object.hasOwn(PROFILES, alg)) invalid('the DPoP proof\'s alg is not one of the accepted asymmetric algorithms')
   if (header.crit !== undefined) invalid('the DPoP proof has critical header parameters the gateway does not understand')

@@ -100,7 +100,9 @@ describe('DPoP at the resource', () => {
     ['an unsigned JWT (alg none)', () => [good({ header: { alg: 'none' } }).split('.').slice(0, 2).join('.') + '.'], 'dpop_proof_invalid'],
     ['typ missing', () => [good({ header: { typ: undefined } })], 'dpop_proof_invalid'],
     ['typ JWT', () => [good({ header: { typ: 'JWT' } })], 'dpop_proof_invalid'],
-    ['typ in other case', () => [good({ header: { typ: 'DPOP+JWT' } })], 'dpop_proof_invalid'],
+    ['typ dpop', () => [good({ header: { typ: 'dpop' } })], 'dpop_proof_invalid'],
+    ['typ application/jwt', () => [good({ header: { typ: 'application/jwt' } })], 'dpop_proof_invalid'],
+    ['typ dpop+jwt with a parameter', () => [good({ header: { typ: 'dpop+jwt; charset=utf-8' } })], 'dpop_proof_invalid'],
     ['alg HS256', () => [good({ header: { alg: 'HS256' } })], 'dpop_proof_invalid'],
     ['alg none', () => [good({ header: { alg: 'none' } })], 'dpop_proof_invalid'],
     ['alg that does not fit the key', () => [good({ header: { alg: 'RS256' } })], 'dpop_proof_invalid'],
@@ -146,6 +148,13 @@ describe('DPoP at the resource', () => {
       expect(line.reason).toBe(code)
     })
   }
+
+  it('accepts typ as the media type it is (RFC 7515 §4.1.9): any case, with or without "application/"', async () => {
+    for (const typ of ['DPoP+JWT', 'application/dpop+jwt', 'Application/DPOP+jwt']) {
+      const { res } = await call('/api/x', [good({ header: { typ } })])
+      expect(res.status, typ).toBe(200)
+    }
+  })
 
   it('accepts htu spellings RFC 3986 normalisation makes equal (case of scheme and host, default port, encoded unreserved characters)', async () => {
     const base = new URL(g.url)
