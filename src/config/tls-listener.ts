@@ -1,8 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import type { FieldPath } from './errors.js'
+import { readConfigFile } from './files.js'
 
 /**
  * `server.tls`: the HTTPS listener, beside the plain one or instead of it
@@ -76,16 +75,9 @@ export async function compileListenerTls(c: ListenerTlsConfig | undefined, baseD
   let ok = true
   const read = async (given: string | undefined, path: FieldPath): Promise<string | undefined> => {
     if (given === undefined) return undefined
-    const file = resolve(baseDir, given)
-    files.push(file)
-    try {
-      return await readFile(file, 'utf8')
-    } catch (err) {
-      ok = false
-      const e = err as NodeJS.ErrnoException
-      report(path, e.code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${e.message}`)
-      return undefined
-    }
+    const text = await readConfigFile(given, baseDir, path, report, files)
+    if (text === undefined) ok = false
+    return text
   }
   const cert = await read(c.cert, at('cert'))
   const key = await read(c.key, at('key'))

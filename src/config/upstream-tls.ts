@@ -1,9 +1,8 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
 import { Type, type Static } from '@sinclair/typebox'
 import type { UpstreamTls } from '../pipeline/forward/tls.js'
 import type { FieldPath } from './errors.js'
+import { readConfigFile } from './files.js'
 
 /**
  * An upstream's `tls`: the CA bundle that verifies it, the client
@@ -52,16 +51,9 @@ export async function compileUpstreamTls(config: UpstreamTlsConfig | undefined, 
   const read = async (name: 'ca' | 'cert' | 'key'): Promise<string | undefined> => {
     const given = config[name]
     if (given === undefined) return undefined
-    const file = resolve(baseDir, given)
-    files.push(file)
-    try {
-      return await readFile(file, 'utf8')
-    } catch (err) {
-      ok = false
-      const e = err as NodeJS.ErrnoException
-      report([...at, name], e.code === 'ENOENT' ? `file not found: ${file}` : `cannot read ${file}: ${e.message}`)
-      return undefined
-    }
+    const text = await readConfigFile(given, baseDir, [...at, name], report, files)
+    if (text === undefined) ok = false
+    return text
   }
   const ca = await read('ca')
   const cert = await read('cert')

@@ -218,6 +218,30 @@ describe('DPoP at the resource', () => {
   })
 })
 
+describe('htu behind a TLS-terminating proxy', () => {
+  const forwarded: Array<[string, string]> = [['X-Forwarded-Proto', 'https'], ['X-Forwarded-Host', 'api.example.com']]
+  const htu = 'https://api.example.com/api/x'
+
+  it('is the URI the client used, as a trusted proxy says it', async () => {
+    const p = await startGateway(config().replace('issuers:', 'server: { trust_proxy: ["127.0.0.1"] }\nissuers:'))
+    try {
+      const ok = await send(p.url, { path: '/api/x', headers: [dpopAuth(boundToken), ['DPoP', proof(client, { htm: 'GET', htu, token: boundToken })], ...forwarded] })
+      expect(ok.status).toBe(200)
+      // The address the proxy reached the gateway on is not the client's URI.
+      const direct = await send(p.url, { path: '/api/x', headers: [dpopAuth(boundToken), ['DPoP', proof(client, { htm: 'GET', htu: `${p.url}/api/x`, token: boundToken })], ...forwarded] })
+      expect(direct.status).toBe(401)
+    } finally {
+      await p.close()
+    }
+  })
+
+  it('is never taken from headers an untrusted peer sends', async () => {
+    const res = await send(g.url, { path: '/api/x', headers: [dpopAuth(boundToken), ['DPoP', proof(client, { htm: 'GET', htu, token: boundToken })], ...forwarded] })
+    expect(res.status).toBe(401)
+    expect((await g.requestLog(res.headers['x-request-id'])).reason).toBe('dpop_proof_invalid')
+  })
+})
+
 describe('DPoP server nonces', () => {
   let n: TestGateway
   beforeAll(async () => {
