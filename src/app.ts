@@ -1,4 +1,5 @@
-import { createServer as createHttpServer, METHODS, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpServer, METHODS, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http'
+import type { Socket } from 'node:net'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
@@ -12,7 +13,8 @@ import { RevocationBus } from './cache/revocation-bus.js'
 import { TieredCache } from './cache/tiered-cache.js'
 import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
-import { createHandler, type ConfigSource, type RequestOutcome } from './handler.js'
+import { createHandler, upgradeSockets, type ConfigSource, type RequestOutcome } from './handler.js'
+import type { TunnelObserver } from './pipeline/websocket/tunnel.js'
 import { asGatewayError, errorReply } from './http/error-reply.js'
 import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
@@ -148,6 +150,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // The listeners: plain HTTP and/or HTTPS, both serving this one app.
   const listenerOptions = { headersTimeout: limits.headerTimeoutMs, maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: 1000 }
   let secure: HttpsServer | undefined
+  /** Sockets taken by upgrades (tunnels among them): a close ends them. */
+  const upgraded = new Set<Socket>()
   let listeners: Server[] = []
   const app = Fastify({
     serverFactory: (handler: RequestListener) => {
@@ -162,6 +166,19 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
         // Expect: 100-continue is answered by the pipeline, only once the request is allowed
         // (body/receive.ts); Node would otherwise send 100 before anything was decided.
         s.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => s.emit('request', req, res))
+        // An upgrade goes through the app like any request, answered on its own socket (then closed);
+        // a WebSocket route that allows it takes the socket over instead (handler.ts).
+        s.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+          upgradeSockets.set(req, { socket, head })
+          upgraded.add(socket)
+          socket.once('close', () => upgraded.delete(socket))
+          socket.on('error', () => socket.destroy())
+          const res = new ServerResponse(req)
+          res.shouldKeepAlive = false
+          res.assignSocket(socket)
+          res.once('finish', () => socket.end())
+          s.emit('request', req, res)
+        })
       }
       return listeners[0]!
     },
@@ -333,6 +350,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     },
     closeAllConnections() {
       for (const l of listeners) l.closeAllConnections()
+      for (const stop of openTunnels) stop()
     },
     setConfig(config) {
       warmKeys(config)
@@ -355,12 +373,14 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       const closeIdle = () => {
         for (const l of listeners) l.closeIdleConnections()
       }
+      for (const stop of openTunnels) stop()
       closeIdle()
       draining = setInterval(closeIdle, 100)
       draining.unref()
     },
     async close() {
       clearInterval(draining)
+      for (const socket of upgraded) socket.destroy()
       for (const l of listeners.slice(1)) {
         if (l.listening) await new Promise((resolve) => l.close(resolve))
         l.closeAllConnections()
@@ -375,10 +395,22 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   }
   // Every method Node's parser accepts reaches the pipeline, whose method rules are total.
   for (const method of METHODS) if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true })
+  // Open WebSocket tunnels: counted, and closed (1001) by a drain.
+  const openTunnels = new Set<() => void>()
+  const tunnels: TunnelObserver = {
+    opened(route, stop) {
+      openTunnels.add(stop)
+      metrics.websocketOpened(route)
+    },
+    closed(route, reason, seconds, stop) {
+      openTunnels.delete(stop)
+      metrics.websocketClosed(route, reason, seconds)
+    },
+  }
   // Proofs seen outlive reloads; with Redis they are shared by every replica.
   const replay = new ReplayGuard(sharedStore && redis ? sharedStore : undefined, redis?.keyPrefix ?? '', metrics, now)
   const senders = { replay, trustedPeer: (address: string) => trustedPeer(address, 0) }
-  const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, senders, tracer)
+  const handle = createHandler(gateway, { introspectionCache, verifiedTokens, now }, limiter, forwarder, fail, senders, tunnels, tracer)
   app.all('*', handle)
   // After listening: an issuer may be this very gateway (the built-in authorization server).
   app.addHook('onListen', async () => warmKeys(current))
@@ -412,7 +444,7 @@ function bytesIn(req: IncomingMessage, o: RequestOutcome | null): number {
 /** Zero series for a configuration's routes and issuers, and which configuration is in force. */
 function primeMetrics(metrics: Metrics, config: CompiledConfig): void {
   metrics.prime({
-    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected', rules: r.auth.kind === 'protected' ? r.auth.claimRules.map((x) => x.id) : [],
+    routes: config.router.routes.map((r) => ({ id: r.id, methods: r.methods, protected: r.auth.kind === 'protected', rules: r.auth.kind === 'protected' ? r.auth.claimRules.map((x) => x.id) : [], websocket: r.websocket !== undefined,
       limits: r.rateLimits ? [...r.rateLimits.byAddress, ...r.rateLimits.byIdentity].map((l) => ({ id: l.id, mode: l.onRedisError })) : [],
     })),
     issuers: [...config.issuers.keys()],

@@ -22,6 +22,11 @@ import { checkBinding, presentedProof, type ProvenBinding } from './pipeline/bin
 import { clientCertificate } from './oauth/client-certificate.js'
 import { normalizeHtu, type VerifiedProof } from './oauth/dpop-proof.js'
 import type { ReplayGuard } from './pipeline/binding/replay.js'
+import { checkHandshake, isWebSocketUpgrade, openTunnel, subprotocolToken, type TunnelObserver } from './pipeline/websocket/tunnel.js'
+import { rewriteRequestHeaders } from './pipeline/mutate/headers.js'
+import { BearerToken } from './pipeline/extract/bearer.js'
+import type { Socket } from 'node:net'
+import type { IncomingMessage } from 'node:http'
 
 /** Reads the configuration in force; each request takes it once, at its start. */
 export interface ConfigSource {
@@ -69,6 +74,13 @@ declare module 'fastify' {
   }
 }
 
+/**
+ * The sockets of requests that came as HTTP upgrades (server 'upgrade'
+ * events, see app.ts): a WebSocket route takes the socket over once the
+ * request is allowed. Requests not in here never tunnel.
+ */
+export const upgradeSockets = new WeakMap<IncomingMessage, { readonly socket: Socket; readonly head: Buffer }>()
+
 /** What sender-constrained tokens need besides the configuration: kept across reloads. */
 export interface SenderChecks {
   /** DPoP proofs already used (across replicas with Redis). */
@@ -87,13 +99,19 @@ export interface SenderChecks {
  * place that joins them. Any stage failing throws a GatewayError, answered by
  * the app's single error handler; nothing is forwarded after a failure.
  */
-export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest, senders: SenderChecks, tracer?: GatewayTracer) {
+export function createHandler(source: ConfigSource, authn: AuthnContext, limiter: RateLimiter, forwarder: Forwarder, fail: FailRequest, senders: SenderChecks, tunnels?: TunnelObserver, tracer?: GatewayTracer) {
   return async function handle(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
     const config = source.current
     const outcome = request.outcome!
 
     const target = canonicalTarget(originForm(request.raw.url ?? '/', request.raw.rawHeaders), config.server.caseInsensitivePaths)
-    refuseUpgrade(request.headers.upgrade)
+    // A WebSocket handshake is decided like any request; others upgrades are refused (h2c ignored).
+    const upgrade = isWebSocketUpgrade(request.raw) ? upgradeSockets.get(request.raw) : undefined
+    if (upgrade === undefined) {
+      refuseUpgrade(request.headers.upgrade)
+      // An ignored upgrade (h2c) that came as one: Node handed its body over as raw bytes, so it has none to forward.
+      if (upgradeSockets.has(request.raw) && announcesBody(request.raw)) throw new GatewayError('upgrade_unsupported', 'an upgrade request with a body is not supported')
+    }
     outcome.path = target.path
 
     const host = canonicalHost(request.hostname)
@@ -117,6 +135,12 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     outcome.routeId = route.id
     outcome.routePattern = route.pattern.source
     if (route.cors !== undefined) outcome.cors = corsHeaders(route.cors, request.headers.origin)
+    if (upgrade !== undefined) {
+      if (route.websocket === undefined) throw new GatewayError('upgrade_unsupported', 'this route does not accept WebSocket upgrades')
+      checkHandshake(request.raw)
+      // Cross-site WebSocket hijacking: a page's browser sends the victim's cookies; its Origin must be allowed.
+      if (route.cors !== undefined && outcome.cors?.['access-control-allow-origin'] === undefined) throw new GatewayError('cors_refused', 'this origin may not open WebSockets here')
+    }
     // TRACE echoes the request (credentials included) back: only where a route names it.
     if (method === 'TRACE' && route.methods?.includes('TRACE') !== true) throw new GatewayError('method_not_allowed', 'TRACE is not allowed here')
     const override = route.methodOverride === 'ignore' ? undefined : requestedOverride(request.raw.rawHeaders, target.query)
@@ -140,11 +164,16 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     let principal: Principal | undefined
     let forwardAuthorization = false
     let replayed: Promise<void> | undefined
+    let protocols: { readonly rest: string | undefined } | undefined
     const raw = request.raw
     const certificate = () => clientCertificate(raw, config.server.certificates, () => senders.trustedPeer(raw.socket?.remoteAddress ?? ''))
     if (route.auth.kind === 'protected') {
       if (route.auth.bindingMode === 'dpop') outcome.dpopChallenge = true
-      const token = extractBearer({
+      // Browsers cannot set Authorization on a WebSocket: the route may take the token as a subprotocol.
+      const fromProtocol = upgrade !== undefined && route.websocket?.subprotocolToken ? subprotocolToken(request.headers['sec-websocket-protocol']) : undefined
+      if (fromProtocol !== undefined && (request.headers.authorization !== undefined || hasAccessTokenParam(target.query))) throw new GatewayError('token_duplicated', 'the request carries an access token in more than one place')
+      protocols = fromProtocol
+      const token = fromProtocol !== undefined ? new BearerToken(fromProtocol.token) : extractBearer({
         rawHeaders: request.raw.rawHeaders,
         query: target.query,
         connection: request.raw.socket ?? undefined,
@@ -231,6 +260,28 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
+    if (upgrade !== undefined && route.websocket !== undefined && route.upstream.kind === 'http') {
+      // From here the socket is the tunnel's; a failure before the upstream answers is still answered (app.ts: fail).
+      reply.hijack()
+      const headers = rewriteRequestHeaders(request.headers, { policy: config.headers, forwardAuthorization, identity, set })
+      if (protocols !== undefined) {
+        if (protocols.rest === undefined) delete headers['sec-websocket-protocol']
+        else headers['sec-websocket-protocol'] = protocols.rest
+      }
+      reply.raw.statusCode = await openTunnel({
+        client: upgrade.socket,
+        head: upgrade.head,
+        target: route.upstream,
+        path: sentPath(route, target.path) + target.query,
+        headers,
+        policy: route.websocket,
+        expiresAt: principal?.expiresAt,
+        routeId: route.id,
+        observer: tunnels,
+        now: authn.now ?? Date.now,
+      })
+      return undefined
+    }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read, inspect }, forwarder, fail, certificate)
   }
 }

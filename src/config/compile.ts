@@ -37,6 +37,8 @@ import { compileRedis, type CompiledRedis } from './redis.js'
 import { compileTracing } from './tracing.js'
 import { bindingFor, compileCertificateHeader, compileDpop, type CompiledDpop } from './sender-constraint.js'
 import { compileListenerTls, type CompiledListenerTls } from './tls-listener.js'
+import { compileWebSocket } from './websocket.js'
+import type { WebSocketPolicy } from '../pipeline/websocket/tunnel.js'
 import type { BindingMode } from '../pipeline/binding/binding.js'
 import type { CertificateSources } from '../oauth/client-certificate.js'
 import type { TracingSettings } from '../observe/tracing.js'
@@ -78,6 +80,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly cors: CorsPolicy | undefined
   /** The route's rate limits, when it has any. */
   readonly rateLimits: RouteRateLimits | undefined
+  /** Whether WebSocket upgrades are tunnelled, and their bounds (undefined: refused). */
+  readonly websocket?: WebSocketPolicy | undefined
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
@@ -401,7 +405,9 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       methodOverride: r.method_override ?? 'refuse',
       cors,
       rateLimits: compileRouteRateLimits(rateLimits, r.rate_limits, r.rate_limit_headers, { id: r.id, isProtected: auth.kind === 'protected' }, at(), report),
+      websocket: compileWebSocket(r.websocket, at('websocket'), report),
     })
+    if (r.websocket && upstream.kind !== 'http') report(at('websocket'), `WebSocket tunnels go to an HTTP upstream; "${upstream.id}" is ${upstream.kind === 'echo' ? 'the echo responder' : 'built in'}`)
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 
@@ -616,6 +622,7 @@ function checkDurations(config: Config, report: (path: FieldPath, message: strin
     if (value === null || typeof value !== 'object') return
     for (const [key, v] of Object.entries(value)) {
       if (path.length === 0 && (key === 'limits' || key === 'dpop')) continue
+      if (key === 'websocket') continue // websocket.ts
       if (key === 'queue_timeout') continue // limits.ts
       if (typeof v === 'string' && /^[0-9]+(ms|s|m|h)$/.test(v)) {
         const [min, max] = DURATION_RANGES[key] ?? [0, 86_400_000]

@@ -10,6 +10,7 @@ import { RateLimitsSchema, RouteRateLimitsSchema } from './rate-limits.js'
 import { TracingSchema } from './tracing.js'
 import { BindingSchema, CertificateHeaderSchema, DpopSchema } from './sender-constraint.js'
 import { ListenerTlsSchema } from './tls-listener.js'
+import { RouteWebSocketSchema } from './websocket.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -180,6 +181,7 @@ const Route = Type.Object(
     cors: Type.Optional(RouteCorsSchema),
     rate_limits: Type.Optional(RouteRateLimitsSchema),
     rate_limit_headers: Type.Optional(Type.Boolean({ description: 'answers carry RateLimit-Policy and RateLimit (default: rate_limits.headers)' })),
+    websocket: Type.Optional(RouteWebSocketSchema),
   },
   { ...strict, description: 'a route rule' },
 )

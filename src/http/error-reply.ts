@@ -66,7 +66,7 @@ export const HTTP_BY_CODE: Readonly<Record<ErrorCode, Mapping>> = {
 /** What 5xx answers say; the real cause goes to the log only. */
 const PUBLIC_5XX: Readonly<Record<number, string>> = {
   500: 'the gateway failed to handle the request',
-  501: 'protocol upgrades (WebSocket and others) are not supported by this gateway',
+  501: 'this protocol upgrade is not supported here (WebSocket only, on routes that allow it)',
   502: 'the upstream service could not be reached',
   503: 'a service needed for this request is unavailable or busy; retry later',
   504: 'the upstream service did not answer in time',

@@ -17,6 +17,8 @@ const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 
 const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 /** From a tenth of a millisecond (a cached token, a refusal) to a minute (an upload). */
 const REQUEST_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+/** From a second to a day. */
+const TUNNEL_BUCKETS = [1, 10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400]
 const UPSTREAM_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 /** What the pipeline and its caches report; the metrics are one implementation. */
@@ -37,6 +39,9 @@ export class Metrics implements Observer {
   readonly claimRuleDenials: CounterSeries
   readonly upstreamTlsFailures: CounterSeries
   readonly bindingFailures: CounterSeries
+  readonly websocketCloses: CounterSeries
+  readonly websocketDuration: HistogramSeries
+  readonly websocketOpen: Gauge
   readonly dpopReplayLocal: CounterSeries
   readonly cacheLookups: CounterSeries
   readonly cacheIntegrityFailures: CounterSeries
@@ -104,6 +109,14 @@ export class Metrics implements Observer {
       ['route', 'reason'],
       this.registry,
     )
+    this.websocketCloses = new CounterSeries(
+      'gateway_websocket_closes_total',
+      'WebSocket tunnels ended, by route and reason (closed by a side, token_expired, idle, max_duration, shutdown, error).',
+      ['route', 'reason'],
+      this.registry,
+    )
+    this.websocketDuration = new HistogramSeries('gateway_websocket_duration_seconds', 'How long WebSocket tunnels stayed open, by route.', ['route'], TUNNEL_BUCKETS, this.registry)
+    this.websocketOpen = new Gauge({ name: 'gateway_websocket_open', help: 'WebSocket tunnels open now, by route.', labelNames: ['route'], aggregator: 'sum', registers: [this.registry] })
     this.dpopReplayLocal = new CounterSeries('gateway_dpop_replay_local_total', 'DPoP proofs checked for replay in process memory because Redis did not answer (dpop.replay.on_redis_error: local).', [], this.registry)
     this.upstreamTlsFailures = new CounterSeries(
       'gateway_upstream_tls_failures_total',
@@ -189,7 +202,7 @@ export class Metrics implements Observer {
    * at start and on every reload. Also records which configuration is in force.
    */
   prime(config: {
-    routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[]; limits?: readonly { id: string; mode: string }[] }>
+    routes: ReadonlyArray<{ id: string; methods: readonly string[] | null; protected: boolean; rules: readonly string[]; limits?: readonly { id: string; mode: string }[]; websocket?: boolean }>
     issuers: readonly string[]
     redis: boolean
     hash: string
@@ -212,6 +225,10 @@ export class Metrics implements Observer {
       if (route.protected) for (const reason of ['token_missing', 'scope_insufficient', 'dependency_unavailable']) this.decisions.inc([route.id, 'deny', reason], 0)
       this.decisions.inc([route.id, 'deny', 'upstream_unavailable'], 0)
       for (const rule of route.rules) this.claimRuleDenials.inc([route.id, rule], 0)
+      if (route.websocket) {
+        this.websocketOpen.inc({ route: route.id }, 0)
+        for (const reason of ['closed', 'token_expired', 'idle']) this.websocketCloses.inc([route.id, reason], 0)
+      }
       if (route.protected) for (const reason of ['token_binding_missing', 'token_binding_mismatch', 'dpop_proof_invalid', 'dpop_proof_replayed']) this.bindingFailures.inc([route.id, reason], 0)
       for (const limit of route.limits ?? []) {
         for (const d of ['allowed', 'limited']) this.rateLimitDecisions.inc([route.id, limit.id, d], 0)
@@ -246,6 +263,16 @@ export class Metrics implements Observer {
 
   upstreamTlsFailed(upstream: string, reason: string): void {
     this.upstreamTlsFailures.inc([upstream, reason])
+  }
+
+  websocketOpened(route: string): void {
+    this.websocketOpen.inc({ route })
+  }
+
+  websocketClosed(route: string, reason: string, seconds: number): void {
+    this.websocketOpen.dec({ route })
+    this.websocketCloses.inc([route, reason])
+    this.websocketDuration.observe([route], seconds)
   }
 
   bindingFailed(route: string, reason: string): void {
@@ -329,6 +356,9 @@ export const METRIC_NAMES = [
   'gateway_upstream_tls_failures_total',
   'gateway_token_binding_failures_total',
   'gateway_dpop_replay_local_total',
+  'gateway_websocket_open',
+  'gateway_websocket_closes_total',
+  'gateway_websocket_duration_seconds',
   'gateway_introspection_requests_total',
   'gateway_token_cache_lookups_total',
   'gateway_token_cache_integrity_failures_total',

@@ -88,6 +88,11 @@ describe('Upgrade', () => {
     expect(h.upgrade).toBeUndefined()
     expect(h['http2-settings']).toBeUndefined()
   })
+
+  it('an ignored upgrade with a body is refused (501), never forwarded without it', async () => {
+    const res = await send(g.url, { method: 'POST', path: '/x', headers: [['Upgrade', 'h2c'], ['Connection', 'Upgrade, HTTP2-Settings'], ['HTTP2-Settings', 'AAMAAABkAAQAoAAAAAIAAAAA'], ['Content-Type', 'text/plain'], ['Content-Length', '5']], body: 'hello' })
+    expect(res.status).toBe(501)
+  })
 })
 
 describe('trusted proxies', () => {

@@ -44,12 +44,13 @@ export function originForm(rawUrl: string, rawHeaders: readonly string[]): strin
 }
 
 /**
- * Protocol upgrades are not proxied yet: a request asking for one (WebSocket
- * or any other) is refused with 501 and a reason, rather than forwarded as
- * a plain request its client would misread. `h2c` alone may be ignored, as
- * RFC 9113 §3.2 lets a server do: its client then goes on in HTTP/1.1.
+ * Protocol upgrades other than a WebSocket handshake on a route that allows
+ * it (pipeline/websocket/) are refused with 501 and a reason, rather than
+ * forwarded as a plain request their client would misread. `h2c` alone may
+ * be ignored, as RFC 9113 §3.2 lets a server do: its client then goes on in
+ * HTTP/1.1.
  */
 export function refuseUpgrade(upgrade: string | undefined): void {
   if (upgrade === undefined || upgrade.trim().toLowerCase() === 'h2c') return
-  throw new GatewayError('upgrade_unsupported', `protocol upgrades (${/^websocket$/i.test(upgrade.trim()) ? 'WebSocket' : 'this one'}) are not supported by this gateway`)
+  throw new GatewayError('upgrade_unsupported', /^websocket$/i.test(upgrade.trim()) ? 'a WebSocket handshake needs Connection: Upgrade, on a route that allows WebSocket' : 'this protocol upgrade is not supported (WebSocket only)')
 }
