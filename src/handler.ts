@@ -23,6 +23,7 @@ import { clientCertificate } from './oauth/client-certificate.js'
 import { normalizeHtu, type VerifiedProof } from './oauth/dpop-proof.js'
 import type { ReplayGuard } from './pipeline/binding/replay.js'
 import { checkHandshake, isWebSocketUpgrade, openTunnel, subprotocolToken, type TunnelObserver } from './pipeline/websocket/tunnel.js'
+import { acceptEcho } from './pipeline/websocket/echo.js'
 import { rewriteRequestHeaders } from './pipeline/mutate/headers.js'
 import { BearerToken } from './pipeline/extract/bearer.js'
 import type { Socket } from 'node:net'
@@ -139,7 +140,10 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
       if (route.websocket === undefined) throw new GatewayError('upgrade_unsupported', 'this route does not accept WebSocket upgrades')
       checkHandshake(request.raw)
       // Cross-site WebSocket hijacking: a page's browser sends the victim's cookies; its Origin must be allowed.
-      if (route.cors !== undefined && outcome.cors?.['access-control-allow-origin'] === undefined) throw new GatewayError('cors_refused', 'this origin may not open WebSockets here')
+      // (Clients that are not browsers send no Origin, and are not at that risk.)
+      if (route.cors !== undefined && request.headers.origin !== undefined && outcome.cors?.['access-control-allow-origin'] === undefined) {
+        throw new GatewayError('cors_refused', 'this origin may not open WebSockets here')
+      }
     }
     // TRACE echoes the request (credentials included) back: only where a route names it.
     if (method === 'TRACE' && route.methods?.includes('TRACE') !== true) throw new GatewayError('method_not_allowed', 'TRACE is not allowed here')
@@ -260,13 +264,30 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     }
     outcome.decision = 'allow'
     if (route.upstream.kind === 'http') outcome.forwarded = { upstream: route.upstream.id, at: performance.now() }
-    if (upgrade !== undefined && route.websocket !== undefined && route.upstream.kind === 'http') {
+    if (upgrade !== undefined && route.websocket !== undefined && route.upstream.kind !== 'builtin') {
       // From here the socket is the tunnel's; a failure before the upstream answers is still answered (app.ts: fail).
       reply.hijack()
       const headers = rewriteRequestHeaders(request.headers, { policy: config.headers, forwardAuthorization, identity, set })
       if (protocols !== undefined) {
         if (protocols.rest === undefined) delete headers['sec-websocket-protocol']
         else headers['sec-websocket-protocol'] = protocols.rest
+      }
+      if (route.upstream.kind === 'echo') {
+        const offered = headers['sec-websocket-protocol']
+        reply.raw.statusCode = 101
+        acceptEcho({
+          client: upgrade.socket,
+          head: upgrade.head,
+          key: request.headers['sec-websocket-key'] as string,
+          protocol: typeof offered === 'string' ? offered.split(',')[0]!.trim() : undefined,
+          greeting: JSON.stringify({ method, path: sentPath(route, target.path), query: target.query.replace(/^\?/, ''), headers: { host: request.host, ...headers } }),
+          policy: route.websocket,
+          expiresAt: principal?.expiresAt,
+          routeId: route.id,
+          observer: tunnels,
+          now: authn.now ?? Date.now,
+        })
+        return undefined
       }
       reply.raw.statusCode = await openTunnel({
         client: upgrade.socket,

@@ -407,7 +407,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       rateLimits: compileRouteRateLimits(rateLimits, r.rate_limits, r.rate_limit_headers, { id: r.id, isProtected: auth.kind === 'protected' }, at(), report),
       websocket: compileWebSocket(r.websocket, at('websocket'), report),
     })
-    if (r.websocket && upstream.kind !== 'http') report(at('websocket'), `WebSocket tunnels go to an HTTP upstream; "${upstream.id}" is ${upstream.kind === 'echo' ? 'the echo responder' : 'built in'}`)
+    if (r.websocket && upstream.kind === 'builtin') report(at('websocket'), `WebSocket tunnels go to an HTTP upstream or the echo responder; "${upstream.id}" is built in`)
   })
   resolveOverridePolicies(routes, new Set(config.routes.filter((r) => r.method_override === undefined).map((r) => r.id)))
 

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process'
+import { connect } from 'node:net'
+import WebSocket from 'ws'
 import { readdirSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { readFile } from 'node:fs/promises'
@@ -16,6 +18,21 @@ import { startOtlpReceiver, type OtlpReceiver } from '../helpers/otlp-receiver.j
 // its README steps hold. An example without steps here fails the first test.
 
 const run = promisify(execFile)
+
+/** What curl prints for an upgrade request: the answer's head and first bytes (the connection may stay open). */
+function rawUpgrade(url: string, path: string, headers: Array<[string, string]>): Promise<string> {
+  const u = new URL(url)
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(u.port), u.hostname, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: ${u.host}\r\n${headers.map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`))
+    let got = ''
+    socket.on('data', (c: Buffer) => (got += c.toString('latin1')))
+    socket.on('error', reject)
+    setTimeout(() => {
+      socket.destroy()
+      resolve(got)
+    }, 300)
+  })
+}
 
 const EXAMPLES = readdirSync('config/examples').filter((f) => f.endsWith('.yaml'))
 
@@ -67,6 +84,36 @@ async function demoToken(url: string, scope?: string, client = 'demo-client:demo
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'websocket.yaml': async (url) => {
+    const token = await demoToken(url)
+    const handshake: Array<[string, string]> = [['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Version', '13'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==']]
+    // curl without a token: 401 with the challenge, and no upgrade.
+    const refused = await rawUpgrade(url, '/live/room', handshake)
+    expect(refused).toMatch(/^HTTP\/1\.1 401 /)
+    expect(refused).toMatch(/www-authenticate: Bearer /i)
+    // With the token: 101, and the echo's first message says what a service would receive.
+    const switched = await rawUpgrade(url, '/live/room', [...handshake, ['Authorization', `Bearer ${token}`]])
+    expect(switched).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/)
+    expect(switched).toContain('Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=')
+    expect(switched).toContain('"x-client-id":"demo-client"')
+    // A plain route: 501.
+    expect(await rawUpgrade(url, '/history/1', [...handshake, ['Authorization', `Bearer ${token}`]])).toMatch(/^HTTP\/1\.1 501 /)
+    // The node snippet: messages echoed; a page of another origin is refused; a browser's subprotocol token works.
+    const ws = new WebSocket(url.replace('http:', 'ws:') + '/live/room', { headers: { authorization: `Bearer ${token}` } })
+    const messages: string[] = []
+    ws.on('message', (m) => messages.push(String(m)))
+    await new Promise((r) => ws.once('open', r))
+    ws.send('hello')
+    await new Promise((r) => setTimeout(r, 100))
+    expect(messages[1]).toBe('hello')
+    ws.close()
+    const evil = await new Promise<number>((resolve) => {
+      const w = new WebSocket(url.replace('http:', 'ws:') + '/live/room', { headers: { authorization: `Bearer ${token}`, origin: 'https://evil.example' } })
+      w.once('unexpected-response', (_req, res) => resolve(res.statusCode!))
+      w.once('open', () => resolve(101))
+    })
+    expect(evil).toBe(403)
+  },
   'sender-constrained.yaml': async (url) => {
     // The README's client: a DPoP-bound token, a nonce asked for and followed, the token refused as Bearer.
     const { stdout } = await run('node', ['examples/dpop-client/call.mjs', url, '/payments/1'])

@@ -73,6 +73,35 @@ function open(url: string, options: WebSocket.ClientOptions & { protocols?: stri
 const closed = (ws: WebSocket) => new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
 
 describe('WebSocket routes', () => {
+  it('the echo responder accepts WebSockets itself: first what a service would receive, then echoes', async () => {
+    const e = await startGateway(`
+issuers:
+  - { id: corp, issuer: "${ISS}", keys: [{ file: issuer.json }], audiences: [api] }
+upstreams: { echo: { echo: true } }
+routes:
+  - { id: echo, match: { path: /echo/* }, upstream: echo, auth: { issuers: [corp], scopes: none }, websocket: true }
+`, { 'issuer.json': JSON.stringify(key.publicJwk) })
+    try {
+      const ws = new WebSocket(e.url.replace('http:', 'ws:') + '/echo/x?a=1', { headers: { authorization: `Bearer ${await token()}` } })
+      const messages: string[] = []
+      ws.on('message', (m) => messages.push(m.toString()))
+      await new Promise((r) => ws.once('open', r))
+      ws.send('hello')
+      ws.send(Buffer.alloc(100_000, 1))
+      await new Promise((r) => setTimeout(r, 200))
+      const greeting = JSON.parse(messages[0]!) as { path: string; query: string; headers: Record<string, string> }
+      expect(greeting).toMatchObject({ path: '/echo/x', query: 'a=1' })
+      expect(greeting.headers['x-client-id']).toBe('app')
+      expect(greeting.headers.authorization).toBeUndefined()
+      expect(messages[1]).toBe('hello')
+      expect(messages[2]!.length).toBe(100_000)
+      ws.close(1000)
+      expect((await closed(ws)).code).toBe(1000)
+    } finally {
+      await e.close()
+    }
+  })
+
   it('an allowed upgrade is tunnelled with the identity headers; messages go both ways', async () => {
     const before = seen.length
     const { ws } = await open(wsUrl('/live/room'), { headers: { authorization: `Bearer ${await token()}`, 'x-client-id': 'spoofed' } })
@@ -133,6 +162,12 @@ describe('WebSocket routes', () => {
     const t = Buffer.from(await token()).toString('base64url')
     const evil = await open(wsUrl('/browser/room'), { protocols: [`base64url.bearer.authorization.k8s.io.${t}`], headers: { origin: 'https://evil.example' } })
     expect(evil.status).toBe(403)
+    for (const origin of ['null', 'https://app.example.evil.example', 'http://app.example']) {
+      expect((await open(wsUrl('/browser/room'), { protocols: [`base64url.bearer.authorization.k8s.io.${t}`], headers: { origin } })).status, origin).toBe(403)
+    }
+    // A client that is no browser sends no Origin: not at that risk, not refused.
+    const { ws } = await open(wsUrl('/browser/room'), { protocols: ['chat', `base64url.bearer.authorization.k8s.io.${t}`] })
+    ws!.close()
   })
 
   it('an idle tunnel is closed (1001)', async () => {

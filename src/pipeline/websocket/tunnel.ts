@@ -26,9 +26,9 @@ export interface WebSocketPolicy {
   readonly subprotocolToken: boolean
 }
 
-export type TunnelEnd = 'closed' | 'token_expired' | 'idle' | 'max_duration' | 'shutdown' | 'error'
+export type TunnelEnd = 'closed' | 'token_expired' | 'idle' | 'max_duration' | 'shutdown' | 'protocol_error' | 'error'
 
-export const TUNNEL_ENDS: readonly TunnelEnd[] = ['closed', 'token_expired', 'idle', 'max_duration', 'shutdown', 'error']
+export const TUNNEL_ENDS: readonly TunnelEnd[] = ['closed', 'token_expired', 'idle', 'max_duration', 'shutdown', 'protocol_error', 'error']
 
 export interface TunnelObserver {
   /** `stop` ends the tunnel as a shutdown does (1001, after a close handshake). */
