@@ -38,6 +38,8 @@ import { compileTracing } from './tracing.js'
 import { bindingFor, compileCertificateHeader, compileDpop, type CompiledDpop } from './sender-constraint.js'
 import { compileListenerTls, type CompiledListenerTls } from './tls-listener.js'
 import { compileWebSocket } from './websocket.js'
+import { compileStream } from './stream.js'
+import type { StreamPolicy } from '../pipeline/forward/upstream.js'
 import type { WebSocketPolicy } from '../pipeline/websocket/tunnel.js'
 import type { BindingMode } from '../pipeline/binding/binding.js'
 import type { CertificateSources } from '../oauth/client-certificate.js'
@@ -82,6 +84,8 @@ export interface CompiledRoute extends RouteSpec {
   readonly rateLimits: RouteRateLimits | undefined
   /** Whether WebSocket upgrades are tunnelled, and their bounds (undefined: refused). */
   readonly websocket?: WebSocketPolicy | undefined
+  /** Long answers: silence between chunks and the whole answer, when the route bounds them apart from the upstream's timeout. */
+  readonly stream?: StreamPolicy | undefined
 }
 
 export interface IssuerRuntime extends TrustedIssuer {
@@ -406,6 +410,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       cors,
       rateLimits: compileRouteRateLimits(rateLimits, r.rate_limits, r.rate_limit_headers, { id: r.id, isProtected: auth.kind === 'protected' }, at(), report),
       websocket: compileWebSocket(r.websocket, at('websocket'), report),
+      stream: compileStream(r.stream, at('stream'), report),
     })
     if (r.websocket && upstream.kind === 'builtin') report(at('websocket'), `WebSocket tunnels go to an HTTP upstream or the echo responder; "${upstream.id}" is built in`)
   })
@@ -622,7 +627,7 @@ function checkDurations(config: Config, report: (path: FieldPath, message: strin
     if (value === null || typeof value !== 'object') return
     for (const [key, v] of Object.entries(value)) {
       if (path.length === 0 && (key === 'limits' || key === 'dpop')) continue
-      if (key === 'websocket') continue // websocket.ts
+      if (key === 'websocket' || key === 'stream') continue // websocket.ts, stream.ts
       if (key === 'queue_timeout') continue // limits.ts
       if (typeof v === 'string' && /^[0-9]+(ms|s|m|h)$/.test(v)) {
         const [min, max] = DURATION_RANGES[key] ?? [0, 86_400_000]

@@ -11,6 +11,7 @@ import { TracingSchema } from './tracing.js'
 import { BindingSchema, CertificateHeaderSchema, DpopSchema } from './sender-constraint.js'
 import { ListenerTlsSchema } from './tls-listener.js'
 import { RouteWebSocketSchema } from './websocket.js'
+import { RouteStreamSchema } from './stream.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -182,6 +183,7 @@ const Route = Type.Object(
     rate_limits: Type.Optional(RouteRateLimitsSchema),
     rate_limit_headers: Type.Optional(Type.Boolean({ description: 'answers carry RateLimit-Policy and RateLimit (default: rate_limits.headers)' })),
     websocket: Type.Optional(RouteWebSocketSchema),
+    stream: Type.Optional(RouteStreamSchema),
   },
   { ...strict, description: 'a route rule' },
 )

@@ -86,6 +86,14 @@ export function responseHeaders(
   return out
 }
 
+/** A route's bounds on long answers (config/stream.ts). */
+export interface StreamPolicy {
+  /** Silence allowed between chunks, in ms (undefined: the upstream's timeout). */
+  readonly idleMs: number | undefined
+  /** The whole answer, in ms (undefined: unbounded but by idleness). */
+  readonly maxMs: number | undefined
+}
+
 export interface ForwarderOptions {
   /** Bodies up to this size are received whole before an upstream connection is taken. */
   readonly bufferBytes?: number
@@ -195,6 +203,7 @@ export class Forwarder {
     headers: OutgoingHeaderContext,
     plan: BodyPlan,
     fail: FailRequest,
+    stream?: StreamPolicy,
   ): Promise<void> {
     const req = request.raw
     const res = reply.raw
@@ -241,7 +250,21 @@ export class Forwarder {
       // undici streams an async iterable; its types only name Readable.
       body: body as Dispatcher.DispatchOptions['body'],
       headersTimeout: target.timeoutMs,
-      bodyTimeout: target.timeoutMs,
+      bodyTimeout: stream?.idleMs ?? target.timeoutMs,
+    }
+    // A long answer may stream this long in all, then it ends (an SSE client reconnects).
+    let age: NodeJS.Timeout | undefined
+    if (stream?.maxMs !== undefined) {
+      age = setTimeout(() => {
+        if (!started) return controller?.abort(new Error('the answer took too long'))
+        // Ended first, so that the abort finds a complete answer (onResponseError leaves it alone).
+        relayed.set(res, sent)
+        settle()
+        res.end()
+        controller?.abort(new Error('the answer streamed for its longest'))
+      }, stream.maxMs)
+      age.unref()
+      res.once('close', () => clearTimeout(age))
     }
     const onDrain = () => controller?.resume()
     lane.pool.dispatch(options, {
@@ -253,6 +276,8 @@ export class Forwarder {
         started = true
         call?.end(statusCode)
         res.writeHead(statusCode, responseHeaders(upstreamHeaders, request.id, request.outcome?.cors, rateLimitHeaders(request.outcome?.rateLimit), request.outcome?.dpopNonce))
+        // A stream's head goes at once (an EventSource opens on it); other heads leave with the first chunk.
+        if (stream !== undefined || String(upstreamHeaders['content-type']).startsWith('text/event-stream')) res.flushHeaders()
       },
       onResponseData(c, chunk) {
         sent += chunk.length
@@ -270,7 +295,8 @@ export class Forwarder {
         if (!started) call?.end(undefined, error)
         relayed.set(res, sent)
         settle()
-        if (res.destroyed) return
+        // Ended on purpose (stream.max_duration): the answer is complete as sent.
+        if (res.destroyed || res.writableEnded) return
         if (!started && !res.headersSent) fail(request, reply, asPipelineError(error))
         else res.destroy(error)
       },
@@ -321,7 +347,7 @@ export async function deliver(
   const target = route.upstream
   switch (target.kind) {
     case 'http':
-      await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail)
+      await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail, route.stream)
       return undefined
     case 'echo':
       // Read (bounded like any body, then dropped), so that the echo answers as an upstream behind the same limits would.
