@@ -272,35 +272,19 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
         if (protocols.rest === undefined) delete headers['sec-websocket-protocol']
         else headers['sec-websocket-protocol'] = protocols.rest
       }
+      const session = { client: upgrade.socket, head: upgrade.head, policy: route.websocket, expiresAt: principal?.expiresAt, routeId: route.id, observer: tunnels, now: authn.now ?? Date.now }
       if (route.upstream.kind === 'echo') {
         const offered = headers['sec-websocket-protocol']
         reply.raw.statusCode = 101
         acceptEcho({
-          client: upgrade.socket,
-          head: upgrade.head,
+          ...session,
           key: request.headers['sec-websocket-key'] as string,
           protocol: typeof offered === 'string' ? offered.split(',')[0]!.trim() : undefined,
           greeting: JSON.stringify({ method, path: sentPath(route, target.path), query: target.query.replace(/^\?/, ''), headers: { host: request.host, ...headers } }),
-          policy: route.websocket,
-          expiresAt: principal?.expiresAt,
-          routeId: route.id,
-          observer: tunnels,
-          now: authn.now ?? Date.now,
         })
         return undefined
       }
-      reply.raw.statusCode = await openTunnel({
-        client: upgrade.socket,
-        head: upgrade.head,
-        target: route.upstream,
-        path: sentPath(route, target.path) + target.query,
-        headers,
-        policy: route.websocket,
-        expiresAt: principal?.expiresAt,
-        routeId: route.id,
-        observer: tunnels,
-        now: authn.now ?? Date.now,
-      })
+      reply.raw.statusCode = await openTunnel({ ...session, target: route.upstream, path: sentPath(route, target.path) + target.query, headers })
       return undefined
     }
     return deliver(request, reply, route, target.path, target.query, { policy: config.headers, forwardAuthorization, identity, set }, { bounds, read, inspect }, forwarder, fail, certificate)

@@ -39,7 +39,7 @@ import { bindingFor, compileCertificateHeader, compileDpop, type CompiledDpop } 
 import { compileListenerTls, type CompiledListenerTls } from './tls-listener.js'
 import { compileWebSocket } from './websocket.js'
 import { compileStream } from './stream.js'
-import type { StreamPolicy } from '../pipeline/forward/upstream.js'
+import type { StreamPolicy } from '../pipeline/forward/targets.js'
 import type { WebSocketPolicy } from '../pipeline/websocket/tunnel.js'
 import type { BindingMode } from '../pipeline/binding/binding.js'
 import type { CertificateSources } from '../oauth/client-certificate.js'

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { parseDuration } from './duration.js'
 import type { FieldPath } from './errors.js'
-import type { StreamPolicy } from '../pipeline/forward/upstream.js'
+import type { StreamPolicy } from '../pipeline/forward/targets.js'
 
 /**
  * A route's `stream`: long answers (server-sent events, long polls, large

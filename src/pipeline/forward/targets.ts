@@ -30,3 +30,11 @@ export type Target =
       readonly id: string
       respond(request: EndpointRequest): EndpointResponse | Promise<EndpointResponse>
     }
+
+/** A route's bounds on long answers (config/stream.ts). */
+export interface StreamPolicy {
+  /** Silence allowed between chunks, in ms (undefined: the upstream's timeout). */
+  readonly idleMs: number | undefined
+  /** The whole answer, in ms (undefined: unbounded but by idleness). */
+  readonly maxMs: number | undefined
+}

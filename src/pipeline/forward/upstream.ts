@@ -9,6 +9,7 @@ import { connectionNamed, rewriteRequestHeaders, type OutgoingHeaderContext } fr
 import { echo } from './echo.js'
 import { rateLimitHeaders } from '../ratelimit/limiter.js'
 import type { ClientCertificate } from '../../oauth/client-certificate.js'
+import type { StreamPolicy } from './targets.js'
 import { callStarted, withCallHeaders } from '../../observe/calls.js'
 import { connectOptions, tlsFailure } from './tls.js'
 import type { Target } from './targets.js'
@@ -84,14 +85,6 @@ export function responseHeaders(
   if (dpopNonce !== undefined) out['dpop-nonce'] = dpopNonce
   out['x-request-id'] = requestId
   return out
-}
-
-/** A route's bounds on long answers (config/stream.ts). */
-export interface StreamPolicy {
-  /** Silence allowed between chunks, in ms (undefined: the upstream's timeout). */
-  readonly idleMs: number | undefined
-  /** The whole answer, in ms (undefined: unbounded but by idleness). */
-  readonly maxMs: number | undefined
 }
 
 export interface ForwarderOptions {
