@@ -190,3 +190,53 @@ routes:
     expect((await end).code).toBe(1001)
   })
 })
+
+describe('WebSocket over TLS on both sides', () => {
+  it('wss:// to the HTTPS listener, tunnelled to a wss:// upstream verified against its CA', async () => {
+    const { TestCa } = await import('../helpers/pki.js')
+    const { createServer } = await import('node:https')
+    const { mkdtemp, writeFile } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const { startServer } = await import('../helpers/running.js')
+    const ca = await TestCa.create('WS CA')
+    const leaf = await ca.issue({ cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] })
+    const secure = createServer({ cert: leaf.cert, key: leaf.key })
+    const wss = new WebSocketServer({ server: secure })
+    const received: Array<IncomingMessage['headers']> = []
+    wss.on('connection', (socket, req) => {
+      received.push(req.headers)
+      socket.on('message', (m) => socket.send(`tls:${m.toString()}`))
+    })
+    await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r))
+    const dir = await mkdtemp(join(tmpdir(), 'gw-wss-'))
+    for (const [name, text] of Object.entries({ 'ca.pem': ca.pem, 'tls.crt': leaf.cert, 'tls.key': leaf.key, 'issuer.json': JSON.stringify(key.publicJwk) })) await writeFile(join(dir, name), text)
+    const running = await startServer(`
+server: { listen: false, drain_timeout: 2s, tls: { listen: "127.0.0.1:0", cert: ${dir}/tls.crt, key: ${dir}/tls.key } }
+admin: { listen: "127.0.0.1:0" }
+issuers:
+  - { id: corp, issuer: "${ISS}", keys: [{ file: ${dir}/issuer.json }], audiences: [api] }
+upstreams:
+  chat: { url: "https://127.0.0.1:${(secure.address() as { port: number }).port}", tls: { ca: ${dir}/ca.pem } }
+routes:
+  - { id: live, match: { path: /live/* }, upstream: chat, auth: { issuers: [corp], scopes: none }, websocket: true }
+`)
+    try {
+      const ws = new WebSocket(running.url.replace('https:', 'wss:') + '/live/x', { ca: ca.pem, headers: { authorization: `Bearer ${await token()}` } })
+      await new Promise((r, j) => {
+        ws.once('open', r)
+        ws.once('error', j)
+      })
+      const reply = new Promise<string>((r) => ws.once('message', (m) => r(m.toString())))
+      ws.send('over tls')
+      expect(await reply).toBe('tls:over tls')
+      expect(received.at(-1)!['x-forwarded-proto']).toBe('https')
+      // A drain closes it (1001) and the process can stop.
+      const end = closed(ws)
+      await running.drain()
+      expect((await end).code).toBe(1001)
+    } finally {
+      await new Promise((r) => secure.close(r))
+    }
+  })
+})
