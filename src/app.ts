@@ -1,6 +1,8 @@
 import { createServer as createHttpServer, METHODS, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import { createServer as createHttpsServer } from 'node:https'
+import { constants as h2, createSecureServer as createH2SecureServer, createServer as createH2cServer, type Http2Session } from 'node:http2'
+import type { Server as TlsServer } from 'node:tls'
 import type { AddressInfo } from 'node:net'
 import type { SecureContextOptions } from 'node:tls'
 import { TLS12_CIPHERS, type CompiledListenerTls } from './config/tls-listener.js'
@@ -48,7 +50,7 @@ export interface Gateway extends ConfigSource {
    * Starts the listeners the configuration names (plain HTTP and/or HTTPS);
    * their URLs. Tests may instead call app.listen for the plain one alone.
    */
-  listen(): Promise<{ url: string | undefined; tlsUrl: string | undefined }>
+  listen(): Promise<{ url: string | undefined; tlsUrl: string | undefined; h2cUrl: string | undefined }>
   /** Closes every open client connection now (a drain's deadline). */
   closeAllConnections(): void
   /** Swaps in a new compiled configuration; requests already running keep theirs. */
@@ -149,17 +151,29 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // connection for keep_alive_timeout; the checks run every second.
   // The listeners: plain HTTP and/or HTTPS, both serving this one app.
   const listenerOptions = { headersTimeout: limits.headerTimeoutMs, maxHeaderSize: limits.maxHeaderBytes, requestTimeout: limits.requestTimeoutMs, keepAliveTimeout: limits.keepAliveTimeoutMs, connectionsCheckingInterval: 1000 }
-  let secure: HttpsServer | undefined
+  let secure: TlsServer | undefined
+  /** The listeners: plain HTTP, HTTPS (with h2 when configured), h2c; the first is fastify's own. */
+  const listeners: Array<{ server: Server; host: string; port: number; scheme: 'http' | 'https' }> = []
+  /** Open HTTP/2 sessions (a drain sends them GOAWAY). */
+  const sessions = new Set<Http2Session>()
   /** Sockets taken by upgrades (tunnels among them): a close ends them. */
   const upgraded = new Set<Socket>()
-  let listeners: Server[] = []
   const app = Fastify({
     serverFactory: (handler: RequestListener) => {
-      const plain = server.plain ? createHttpServer(listenerOptions, handler) : undefined
+      const at = (host: string, port: number, scheme: 'http' | 'https') => ({ host, port, scheme })
+      const h2settings = server.http2 ? { settings: { maxConcurrentStreams: server.http2.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes }, maxSessionInvalidFrames: 100 } : undefined
+      if (server.plain) listeners.push({ server: createHttpServer(listenerOptions, handler), ...at(server.host, server.port, 'http') })
       const tls = server.tls
-      secure = tls ? createHttpsServer({ ...listenerOptions, ...secureContextOptions(tls), ...tlsServerOptions(tls) }, handler) : undefined
-      listeners = [plain, secure].filter((x): x is Server => x !== undefined)
-      for (const s of listeners) {
+      if (tls) {
+        // With HTTP/2, ALPN offers h2 then http/1.1, and HTTP/1.1 clients are served by the same server.
+        secure = server.http2?.tls
+          ? (createH2SecureServer({ allowHTTP1: true, ...h2settings, ...secureContextOptions(tls), ...tlsServerOptions(tls), ALPNProtocols: ['h2', 'http/1.1'] }, handler as never) as unknown as TlsServer)
+          : (createHttpsServer({ ...listenerOptions, ...secureContextOptions(tls), ...tlsServerOptions(tls) }, handler) as unknown as TlsServer)
+        listeners.push({ server: secure as unknown as Server, ...at(tls.host, tls.port, 'https') })
+      }
+      const cleartext = server.http2?.cleartext
+      if (cleartext) listeners.push({ server: createH2cServer({ ...h2settings }, handler as never) as unknown as Server, ...at(cleartext.host, cleartext.port, 'http') })
+      for (const { server: s } of listeners) {
         s.keepAliveTimeout = limits.keepAliveTimeoutMs
         s.requestTimeout = limits.requestTimeoutMs
         s.maxConnections = limits.maxConnections
@@ -179,8 +193,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
           res.once('finish', () => socket.end())
           s.emit('request', req, res)
         })
+        // HTTP/2 sessions: counted for drains, and closed when they reset streams faster than allowed.
+        if (server.http2) s.on('session', (session: Http2Session) => watchSession(session, server.http2!.maxResetsPerSecond, sessions))
       }
-      return listeners[0]!
+      return listeners[0]!.server
     },
     loggerInstance: SILENT,
     trustProxy: server.trustProxy,
@@ -236,7 +252,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   // A callback hook: an async one would cost a promise per request.
   let draining: NodeJS.Timeout | undefined
   app.addHook('onRequest', (request, reply, done) => {
-    if (draining) reply.raw.setHeader('connection', 'close')
+    // (HTTP/2 has no Connection header: a drain sends its sessions GOAWAY instead.)
+    if (draining && request.raw.httpVersionMajor === 1) reply.raw.setHeader('connection', 'close')
     const socket = request.raw.socket
     request.outcome = {
       routeId: undefined,
@@ -305,7 +322,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       else log.warn({ reqId: request.id, code: error.code, cause: describeCause(error.cause ?? error), route: request.outcome?.routeId }, 'request failed')
     }
     // A refusal costs no body: an unread one is never read, and its connection is closed.
-    const unread = bodyUnread(request.raw)
+    // (An HTTP/2 stream is bounded by flow control; its connection serves other streams.)
+    const unread = request.raw.httpVersionMajor === 1 && bodyUnread(request.raw)
     if (unread) closeAfter(request.raw, reply.raw)
     // A refusal is readable by the page of an allowed origin (its status, WWW-Authenticate): CORS headers too.
     const cors = request.outcome?.cors
@@ -329,27 +347,32 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       return current
     },
     async listen() {
-      const s = current.server
-      const urlOf = (listener: Server, scheme: string) => {
-        const a = listener.address() as AddressInfo
-        return `${scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
+      const urlOf = (l: (typeof listeners)[number]) => {
+        const a = l.server.address() as AddressInfo
+        return `${l.scheme}://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`
       }
-      const primary = s.plain ? { host: s.host, port: s.port } : { host: s.tls!.host, port: s.tls!.port }
-      await app.listen(primary)
-      const other = listeners[1]
-      if (other !== undefined) {
+      const [first, ...others] = listeners
+      await app.listen({ host: first!.host, port: first!.port })
+      for (const other of others) {
         await new Promise<void>((resolve, reject) => {
-          other.once('error', reject)
-          other.listen({ host: s.tls!.host, port: s.tls!.port }, () => {
-            other.off('error', reject)
+          other.server.once('error', reject)
+          other.server.listen({ host: other.host, port: other.port }, () => {
+            other.server.off('error', reject)
             resolve()
           })
         })
       }
-      return { url: s.plain ? urlOf(listeners[0]!, 'http') : undefined, tlsUrl: secure ? urlOf(secure, 'https') : undefined }
+      const s = current.server
+      const h2c = s.http2?.cleartext ? listeners.at(-1) : undefined
+      return {
+        url: s.plain ? urlOf(listeners[0]!) : undefined,
+        tlsUrl: s.tls ? urlOf(listeners[s.plain ? 1 : 0]!) : undefined,
+        h2cUrl: h2c ? urlOf(h2c) : undefined,
+      }
     },
     closeAllConnections() {
-      for (const l of listeners) l.closeAllConnections()
+      for (const l of listeners) l.server.closeAllConnections?.()
+      for (const session of sessions) session.destroy()
       for (const stop of openTunnels) stop()
     },
     setConfig(config) {
@@ -369,10 +392,12 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     startDrain() {
       if (draining) return
       // The second listener stops accepting too (fastify closes its own server).
-      for (const l of listeners.slice(1)) if (l.listening) l.close()
+      for (const l of listeners.slice(1)) if (l.server.listening) l.server.close()
       const closeIdle = () => {
-        for (const l of listeners) l.closeIdleConnections()
+        for (const l of listeners) l.server.closeIdleConnections?.()
       }
+      // HTTP/2 clients are told to go elsewhere; the streams they have open finish.
+      for (const session of sessions) session.close()
       for (const stop of openTunnels) stop()
       closeIdle()
       draining = setInterval(closeIdle, 100)
@@ -381,9 +406,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     async close() {
       clearInterval(draining)
       for (const socket of upgraded) socket.destroy()
+      for (const session of sessions) session.destroy()
       for (const l of listeners.slice(1)) {
-        if (l.listening) await new Promise((resolve) => l.close(resolve))
-        l.closeAllConnections()
+        if (l.server.listening) await new Promise((resolve) => l.server.close(resolve))
+        l.server.closeAllConnections?.()
       }
       await app.close()
       await forwarder.close()
@@ -416,6 +442,34 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   app.addHook('onListen', async () => warmKeys(current))
   for (const notice of current.notices) log.warn(notice)
   return gateway
+}
+
+/**
+ * Watches an HTTP/2 session: counted while open (drains), and closed with
+ * GOAWAY ENHANCE_YOUR_CALM when it resets more streams in a second than
+ * allowed (rapid reset, CVE-2023-44487: each reset stream cost the server
+ * work the client never waited for).
+ */
+function watchSession(session: Http2Session, maxResetsPerSecond: number, sessions: Set<Http2Session>): void {
+  sessions.add(session)
+  session.once('close', () => sessions.delete(session))
+  let windowStart = Date.now()
+  let resets = 0
+  session.on('stream', (stream) => {
+    stream.once('close', () => {
+      if (stream.rstCode === h2.NGHTTP2_NO_ERROR) return
+      const now = Date.now()
+      if (now - windowStart >= 1000) {
+        windowStart = now
+        resets = 0
+      }
+      if (++resets > maxResetsPerSecond && !session.destroyed) {
+        session.goaway(h2.NGHTTP2_ENHANCE_YOUR_CALM)
+        session.destroy()
+      }
+    })
+  })
+  session.on('error', () => undefined)
 }
 
 /** What a TLS handshake uses, from the listener's files: replaced on reload without a restart. */

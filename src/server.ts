@@ -20,6 +20,8 @@ export interface RunningGateway {
   readonly url: string
   /** The HTTPS listener's URL, when there is one. */
   readonly tlsUrl: string | undefined
+  /** The h2c (HTTP/2 cleartext) listener's URL, when there is one. */
+  readonly h2cUrl: string | undefined
   readonly adminUrl: string | undefined
   /** Stops accepting, lets requests in flight finish (up to the drain timeout), closes Redis. */
   drain(): Promise<void>
@@ -46,7 +48,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
     shareRevocations(gateway.current.revocations, (denial) => void gateway.current.revocations.apply(denial, true))
   }
   const listening = await gateway.listen()
-  const url = (listening.url ?? listening.tlsUrl)!
+  const url = (listening.url ?? listening.tlsUrl ?? listening.h2cUrl)!
   const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
   const reloader = new ConfigReloader(file, gateway, logger, metrics, observer, env)
   await reloader.start()
@@ -58,6 +60,7 @@ export async function startGateway(file: string, logger: Logger = createLogger()
     reloader,
     url,
     tlsUrl: listening.tlsUrl,
+    h2cUrl: listening.h2cUrl,
     adminUrl,
     async drain() {
       draining = true

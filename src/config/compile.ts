@@ -39,6 +39,7 @@ import { bindingFor, compileCertificateHeader, compileDpop, type CompiledDpop } 
 import { compileListenerTls, type CompiledListenerTls } from './tls-listener.js'
 import { compileWebSocket } from './websocket.js'
 import { compileStream } from './stream.js'
+import { compileHttp2, type CompiledHttp2 } from './http2.js'
 import type { StreamPolicy } from '../pipeline/forward/targets.js'
 import type { WebSocketPolicy } from '../pipeline/websocket/tunnel.js'
 import type { BindingMode } from '../pipeline/binding/binding.js'
@@ -121,6 +122,8 @@ export interface CompiledConfig {
     readonly tls: CompiledListenerTls | undefined
     /** Where client certificates come from: the TLS listener, or a trusted proxy's header. */
     readonly certificates: CertificateSources
+    /** HTTP/2: h2 on the HTTPS listener, h2c on its own listener (read at start). */
+    readonly http2: CompiledHttp2 | undefined
     readonly trustProxy: TrustProxy
     readonly realm: string
     readonly bodyLimit: number
@@ -256,7 +259,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const dpop = compileDpop(config.dpop, workers, options.previous?.dpop, report)
   const listenerTls = await compileListenerTls(config.server?.tls, baseDir, splitListen, report, files)
   const certificateHeader = compileCertificateHeader(config.server?.client_certificate_header, Array.isArray(config.server?.trust_proxy), report)
-  if (config.server?.listen === false && !config.server.tls) report(['server', 'listen'], 'no listener: set server.tls, or keep the plain listener')
+  const http2 = compileHttp2(config.server?.http2, config.server?.tls !== undefined, splitListen, report)
+  if (config.server?.listen === false && !config.server.tls && http2?.cleartext === undefined) report(['server', 'listen'], 'no listener: set server.tls, or keep the plain listener')
   // Built-in endpoints (the token endpoint…) keep the default limits by address.
   const builtinLimits = compileRouteRateLimits(rateLimits, undefined, undefined, { id: '@builtin', isProtected: false }, ['rate_limits'], report)
   const caseInsensitive = config.server?.case_insensitive_paths ?? false
@@ -489,6 +493,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       port: listen.port,
       tls: listenerTls,
       certificates: Object.freeze({ header: certificateHeader, acceptUnverified: listenerTls?.clientCertificates === 'request' && listenerTls.ca === undefined }),
+      http2,
       trustProxy: config.server?.trust_proxy ?? false,
       realm: config.server?.realm ?? DEFAULTS.realm,
       bodyLimit: config.server?.body_limit ?? DEFAULTS.bodyLimit,

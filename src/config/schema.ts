@@ -12,6 +12,7 @@ import { BindingSchema, CertificateHeaderSchema, DpopSchema } from './sender-con
 import { ListenerTlsSchema } from './tls-listener.js'
 import { RouteWebSocketSchema } from './websocket.js'
 import { RouteStreamSchema } from './stream.js'
+import { Http2Schema } from './http2.js'
 
 /**
  * The configuration file's schema: the one source for the validator, the
@@ -375,6 +376,7 @@ export const ConfigSchema = Type.Object(
             Type.Union([Type.String(Listen), Type.Literal(false)], { default: DEFAULTS.listen, description: 'host:port of the plain HTTP listener, or false for none (with server.tls)' }),
           ),
           tls: Type.Optional(ListenerTlsSchema),
+          http2: Type.Optional(Http2Schema),
           client_certificate_header: Type.Optional(CertificateHeaderSchema),
           trust_proxy: Type.Optional(TrustProxy),
           realm: Type.Optional(Type.String({ pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]+$', default: DEFAULTS.realm, description: 'the realm of Bearer challenges' })),

@@ -22,6 +22,8 @@ function count(req: IncomingMessage, bytes: number): void {
 /** Whether the request announces a body (a Content-Length above 0, or any Transfer-Encoding). */
 export function announcesBody(req: IncomingMessage): boolean {
   if (req.headers['transfer-encoding'] !== undefined) return true
+  // HTTP/2 frames bodies itself: one follows unless the HEADERS frame ended the stream.
+  if (req.httpVersionMajor === 2) return (req as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders === false
   const length = req.headers['content-length']
   return length !== undefined && length !== '0'
 }

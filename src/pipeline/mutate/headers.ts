@@ -216,7 +216,8 @@ export function rewriteRequestHeaders(incoming: Readonly<Record<string, string |
   const policy = ctx.policy
   for (const key in incoming) {
     const value = incoming[key]
-    if (value === undefined) continue
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are the request line, not headers.
+    if (value === undefined || key.charCodeAt(0) === 0x3a) continue
     const folded = FOLDED.test(key) ? key : foldHeaderName(key)
     if (isStripped(policy, folded) || CONNECTION_LEVEL.includes(key) || named?.includes(key)) continue
     headers[key] = value

@@ -25,12 +25,20 @@ const ABSOLUTE = /^(https?):\/\/([^/?#]*)([^#]*)$/i
  */
 export function originForm(rawUrl: string, rawHeaders: readonly string[]): string {
   let host: string | undefined
+  let authority: string | undefined
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (host !== undefined) throw new GatewayError('host_invalid', 'the request has more than one Host header')
       host = rawHeaders[i + 1]!
+    } else if (name === ':authority') {
+      authority = rawHeaders[i + 1]!
     }
+  }
+  // HTTP/2 (RFC 9113 §8.3.1): :authority names the host; a Host beside it must name the same one.
+  if (authority !== undefined) {
+    if (host !== undefined && host.toLowerCase() !== authority.toLowerCase()) throw new GatewayError('host_invalid', 'the Host header and :authority name different hosts')
+    host = authority
   }
   if (host !== undefined && host !== '' && !HOST.test(host)) throw new GatewayError('host_invalid', 'the Host header is not a host name')
   if (rawUrl.charCodeAt(0) === 0x2f) return rawUrl
