@@ -17,7 +17,7 @@ import type { CompiledConfig } from './config/compile.js'
 import { GatewayError } from './errors.js'
 import { createHandler, upgradeSockets, type ConfigSource, type RequestOutcome } from './handler.js'
 import type { TunnelObserver } from './pipeline/websocket/tunnel.js'
-import { asGatewayError, errorReply } from './http/error-reply.js'
+import { asGatewayError, errorReply, grpcReply, isGrpc } from './http/error-reply.js'
 import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
 import { occasionally } from './log-throttle.js'
@@ -311,12 +311,17 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       if (error.limit !== undefined) request.outcome.limit = error.limit
       if (error.tlsFailure !== undefined && request.outcome.forwarded) metrics.upstreamTlsFailed(request.outcome.forwarded.upstream, error.tlsFailure)
     }
-    const answer = errorReply(
+    const grpc = isGrpc(request.headers['content-type'])
+    const plainAnswer = errorReply(
       error,
       { realm: current.server.realm, resourceMetadata: current.resourceMetadata, dpop: { algs: current.dpop.algs.join(' '), challenge: request.outcome?.dpopChallenge ?? false } },
       request.id,
     )
-    if (answer.status >= 500) {
+    // A gRPC client reads only grpc-status: a refusal is a Trailers-Only answer (HTTP 200, no body).
+    const grpcAnswer = grpc ? grpcReply(plainAnswer) : undefined
+    const answer = grpcAnswer ?? plainAnswer
+    if (grpcAnswer !== undefined && !reply.raw.headersSent) reply.raw.addTrailers(grpcAnswer.trailers)
+    if (plainAnswer.status >= 500) {
       // Expected failures of a dependency are a line with their cause; only the gateway's own faults carry a stack.
       if (error.code === 'internal_error') log.error({ reqId: request.id, err, code: error.code, route: request.outcome?.routeId }, 'request failed')
       else log.warn({ reqId: request.id, code: error.code, cause: describeCause(error.cause ?? error), route: request.outcome?.routeId }, 'request failed')
@@ -328,10 +333,10 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     // A refusal is readable by the page of an allowed origin (its status, WWW-Authenticate): CORS headers too.
     const cors = request.outcome?.cors
     const headers = unread || cors ? { ...answer.headers, ...cors, ...(unread ? { connection: 'close' } : {}) } : answer.headers
-    if (!reply.sent) return reply.code(answer.status).headers(headers).send(answer.body)
+    if (!reply.sent) return reply.code(answer.status).headers(headers).send(grpc ? '' : answer.body)
     if (!reply.raw.headersSent) {
-      reply.raw.writeHead(answer.status, { ...headers, ...rateLimitHeaders(request.outcome?.rateLimit), ...(request.outcome?.dpopNonce && !headers['dpop-nonce'] ? { 'dpop-nonce': request.outcome.dpopNonce } : {}), 'content-type': 'application/json; charset=utf-8', 'x-request-id': request.id })
-      reply.raw.end(JSON.stringify(answer.body))
+      reply.raw.writeHead(answer.status, { ...headers, ...rateLimitHeaders(request.outcome?.rateLimit), ...(request.outcome?.dpopNonce && !headers['dpop-nonce'] ? { 'dpop-nonce': request.outcome.dpopNonce } : {}), 'content-type': grpc ? 'application/grpc' : 'application/json; charset=utf-8', 'x-request-id': request.id })
+      reply.raw.end(grpc ? undefined : JSON.stringify(answer.body))
     }
     return undefined
   }

@@ -289,6 +289,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
       basePath: url.pathname.replace(/\/+$/, ''),
       timeoutMs: parseDuration(u.timeout ?? DEFAULTS.upstreamTimeout),
       preserveHost: u.preserve_host ?? false,
+      http2: u.http2 ?? false,
       limits: compileUpstreamLimits(u, limits.upstream, ['upstreams', id], report),
       assertion,
       tls,

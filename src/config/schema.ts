@@ -270,6 +270,7 @@ const HttpUpstream = Type.Object(
     url: HttpUrl,
     timeout: Type.Optional(duration(DEFAULTS.upstreamTimeout, 'time allowed for the response headers, and between body chunks')),
     preserve_host: Type.Optional(Type.Boolean({ description: 'send the client\'s Host header instead of the upstream\'s (default false)' })),
+    http2: Type.Optional(Type.Boolean({ description: 'speak HTTP/2 to this upstream: h2 by ALPN for https://, h2c with prior knowledge for http:// (gRPC services); default HTTP/1.1' })),
     assertion: Type.Optional(UpstreamAssertionSchema),
     tls: Type.Optional(UpstreamTlsSchema),
     ...UpstreamLimitFields,

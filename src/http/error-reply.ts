@@ -143,3 +143,46 @@ export function asGatewayError(err: unknown): GatewayError {
   }
   return new GatewayError('internal_error', 'internal error', { cause: err })
 }
+
+/** gRPC status codes by HTTP status (grpc/doc/http-grpc-status-mapping, and the gateway's own meanings). */
+const GRPC_BY_STATUS: Readonly<Record<number, number>> = {
+  400: 3, // INVALID_ARGUMENT
+  401: 16, // UNAUTHENTICATED
+  403: 7, // PERMISSION_DENIED
+  404: 12, // UNIMPLEMENTED: no such method here
+  405: 12,
+  408: 4, // DEADLINE_EXCEEDED
+  413: 8, // RESOURCE_EXHAUSTED
+  415: 3,
+  429: 8,
+  431: 8,
+  500: 13, // INTERNAL
+  501: 12,
+  502: 14, // UNAVAILABLE
+  503: 14,
+  504: 4,
+}
+
+/** Whether a request is a gRPC call (its content type says so). */
+export function isGrpc(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^application\/grpc(?:[+;]|$)/i.test(contentType)
+}
+
+/**
+ * The same refusal as a gRPC client reads it: HTTP 200, no message, and
+ * grpc-status and grpc-message (percent-encoded) in the trailers;
+ * WWW-Authenticate, Retry-After and DPoP-Nonce kept in the headers.
+ */
+export function grpcReply(answer: ErrorReply): ErrorReply & { readonly trailers: Readonly<Record<string, string>> } {
+  return {
+    status: 200,
+    headers: { ...answer.headers, 'content-type': 'application/grpc' },
+    body: answer.body,
+    // gRPC clients show trailers as the error's metadata: the challenge goes there too.
+    trailers: {
+      ...(answer.headers['www-authenticate'] !== undefined ? { 'www-authenticate': answer.headers['www-authenticate'] } : {}),
+      'grpc-status': String(GRPC_BY_STATUS[answer.status] ?? 2),
+      'grpc-message': encodeURIComponent(answer.body.error_description).replace(/%20/g, ' '),
+    },
+  }
+}

@@ -16,6 +16,8 @@ export type Target =
       readonly basePath: string
       readonly timeoutMs: number
       readonly preserveHost: boolean
+      /** HTTP/2 to the upstream (h2 over TLS, h2c in clear), for gRPC services. */
+      readonly http2?: boolean
       /** Connections, queue and queue wait to this upstream. */
       readonly limits: UpstreamLimits
       /** The signed identity assertion it gets, when configured. */

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool, type Dispatcher } from 'undici'
+import { H2Upstream, type UpstreamDispatcher } from './h2-upstream.js'
 import { announcesBody, BufferBudget, continueIfExpected, readBody, streamRest, type BodyBounds } from '../body/receive.js'
 import { UpstreamGate } from './gate.js'
 import type { CompiledRoute } from '../../config/compile.js'
@@ -108,7 +109,7 @@ export interface BodyPlan {
 
 interface UpstreamLane {
   readonly key: string
-  readonly pool: Pool
+  readonly pool: UpstreamDispatcher
   readonly gate: UpstreamGate
 }
 
@@ -139,11 +140,13 @@ export class Forwarder {
   private lane(target: Extract<Target, { kind: 'http' }>): UpstreamLane {
     const known = this.laneOf.get(target)
     if (known !== undefined && this.lanes.get(known.key) === known) return known
-    const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}\u0000${target.tls?.fingerprint ?? ''}`
+    const key = `${target.id}\u0000${target.origin}\u0000${target.limits.maxConnections}\u0000${target.limits.maxQueue}\u0000${target.limits.queueTimeoutMs}\u0000${target.tls?.fingerprint ?? ''}\u0000${target.http2 === true}`
     let lane = this.lanes.get(key)
     if (lane === undefined) {
       // New TLS material (a rotated certificate) makes a new pool; the old one closes once its requests end (retain).
-      const pool = new Pool(target.origin, { connections: target.limits.maxConnections, pipelining: 1, connect: connectOptions(target.tls) })
+      // HTTP/2 upstreams (gRPC): node:http2, which delivers trailers (undici's HTTP/2 client drops them).
+      const pool: UpstreamDispatcher =
+        target.http2 === true ? new H2Upstream(target.origin, connectOptions(target.tls)) : new Pool(target.origin, { connections: target.limits.maxConnections, pipelining: 1, connect: connectOptions(target.tls) })
       lane = { key, pool, gate: new UpstreamGate(target.limits) }
       this.lanes.set(key, lane)
     }
@@ -197,6 +200,7 @@ export class Forwarder {
     plan: BodyPlan,
     fail: FailRequest,
     stream?: StreamPolicy,
+    deadlineMs?: number,
   ): Promise<void> {
     const req = request.raw
     const res = reply.raw
@@ -242,8 +246,24 @@ export class Forwarder {
       headers: withCallHeaders(rewriteRequestHeaders(request.headers, headers), call),
       // undici streams an async iterable; its types only name Readable.
       body: body as Dispatcher.DispatchOptions['body'],
-      headersTimeout: target.timeoutMs,
+      headersTimeout: deadlineMs !== undefined ? Math.min(deadlineMs, target.timeoutMs) : target.timeoutMs,
       bodyTimeout: stream?.idleMs ?? target.timeoutMs,
+    }
+    // A gRPC deadline (grpc-timeout): past it the call ends with DEADLINE_EXCEEDED, in trailers once the answer began.
+    if (deadlineMs !== undefined) {
+      const deadline = setTimeout(() => {
+        if (finished) return
+        if (!started) return controller?.abort(Object.assign(new Error('the gRPC deadline passed'), { code: 'UND_ERR_HEADERS_TIMEOUT' }))
+        relayed.set(res, sent)
+        settle()
+        if (!res.writableEnded) {
+          res.addTrailers({ 'grpc-status': '4', 'grpc-message': 'deadline exceeded' })
+          res.end()
+        }
+        controller?.abort(new Error('the gRPC deadline passed'))
+      }, deadlineMs)
+      deadline.unref()
+      res.once('close', () => clearTimeout(deadline))
     }
     // A long answer may stream this long in all, then it ends (an SSE client reconnects).
     let age: NodeJS.Timeout | undefined
@@ -279,9 +299,11 @@ export class Forwarder {
           res.once('drain', onDrain)
         }
       },
-      onResponseEnd() {
+      onResponseEnd(_c, trailers) {
         relayed.set(res, sent)
         settle()
+        // Trailers (gRPC's grpc-status, grpc-message) go on to the client (HTTP/2, or chunked HTTP/1.1).
+        if (trailers !== undefined && Object.keys(trailers).length > 0 && !res.writableEnded) res.addTrailers(trailers as Record<string, string>)
         res.end()
       },
       onResponseError(_c, error) {
@@ -340,7 +362,7 @@ export async function deliver(
   const target = route.upstream
   switch (target.kind) {
     case 'http':
-      await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail, route.stream)
+      await forwarder.forward(request, reply, target, upstreamPath(route, path), query, headers, body, fail, route.stream, grpcDeadline(request.headers))
       return undefined
     case 'echo':
       // Read (bounded like any body, then dropped), so that the echo answers as an upstream behind the same limits would.
@@ -361,6 +383,17 @@ export async function deliver(
       return reply.code(answer.status).headers(answer.headers).send(answer.body)
     }
   }
+}
+
+const GRPC_UNITS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }
+
+/** The deadline a gRPC call carries (grpc-timeout: up to 8 digits and a unit), in ms. */
+export function grpcDeadline(headers: FastifyRequest['headers']): number | undefined {
+  const value = headers['grpc-timeout']
+  if (typeof value !== 'string') return undefined
+  const m = /^([0-9]{1,8})([HMSmun])$/.exec(value)
+  if (!m) return undefined
+  return Math.max(1, Math.ceil(Number(m[1]) * GRPC_UNITS[m[2]!]!))
 }
 
 /** A whole body, bounded as the plan says. */

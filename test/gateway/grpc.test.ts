@@ -1,0 +1,120 @@
+import { connect } from 'node:http2'
+import * as grpc from '@grpc/grpc-js'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { makeKey, sign, type TestKey } from '../helpers/keys.js'
+import { startServer, LISTEN_ANY, type Running } from '../helpers/running.js'
+import { mkdtemp, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+// gRPC through the gateway: a real grpc-js client to the h2c listener, a real
+// grpc-js server behind it (h2c upstream). Allowed calls get the identity as
+// metadata and their trailers back; refused ones are gRPC-shaped
+// (UNAUTHENTICATED 16, PERMISSION_DENIED 7, with the challenge); a call's
+// grpc-timeout bounds the wait for the upstream.
+
+const ISS = 'https://grpc.test.example'
+const identity = (b: Buffer) => b
+const SERVICE = {
+  say: { path: '/demo.Echo/Say', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+  slow: { path: '/demo.Echo/Slow', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+} as const
+let key: TestKey
+let server: grpc.Server
+let g: Running
+let client: grpc.Client & Record<'say' | 'slow', (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => grpc.ClientUnaryCall>
+const seenCancelled: boolean[] = []
+
+beforeAll(async () => {
+  key = await makeKey('ES256')
+  server = new grpc.Server()
+  server.addService(SERVICE as unknown as grpc.ServiceDefinition, {
+    say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const md = new grpc.Metadata()
+      md.set('x-trailer', 'from-the-service')
+      cb(null, Buffer.from(JSON.stringify({ got: call.request.toString(), client: call.metadata.get('x-client-id')[0], auth: call.metadata.get('authorization')[0] ?? null })), md)
+    },
+    slow: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const timer = setTimeout(() => cb(null, Buffer.from('late')), 3000)
+      call.on('cancelled', () => {
+        clearTimeout(timer)
+        seenCancelled.push(true)
+      })
+    },
+  })
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))))
+  const dir = await mkdtemp(join(tmpdir(), 'gw-grpc-'))
+  await writeFile(join(dir, 'issuer.json'), JSON.stringify(key.publicJwk))
+  g = await startServer(`${LISTEN_ANY.replace('drain_timeout: 2s }', 'drain_timeout: 2s, http2: { tls: false, cleartext_listen: "127.0.0.1:0" } }')}
+issuers:
+  - { id: corp, issuer: "${ISS}", keys: [{ file: ${dir}/issuer.json }], audiences: [api] }
+upstreams:
+  echo: { url: "http://127.0.0.1:${port}", http2: true, timeout: 10s }
+routes:
+  - { id: echo, match: { path: "/demo.Echo/*", methods: [POST] }, upstream: echo, auth: { issuers: [corp], scopes: { all_of: [echo] } } }
+`)
+  const Client = grpc.makeGenericClientConstructor(SERVICE as unknown as grpc.ServiceDefinition, 'Echo')
+  client = new Client(g.h2cUrl!.replace('http://', ''), grpc.credentials.createInsecure()) as unknown as typeof client
+})
+afterAll(async () => {
+  client?.close()
+  await g?.drain()
+  server?.forceShutdown()
+})
+
+const token = (scope = 'echo') => sign(key, { iss: ISS, aud: 'api', sub: 'svc', client_id: 'orders', scope })
+const metadata = (t?: string) => {
+  const md = new grpc.Metadata()
+  if (t) md.set('authorization', `Bearer ${t}`)
+  return md
+}
+function call(method: 'say' | 'slow', md: grpc.Metadata, deadlineMs?: number) {
+  return new Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }>((resolve) => {
+    let trailers: grpc.Metadata | undefined
+    const c = client[method](Buffer.from('hi'), md, deadlineMs ? { deadline: Date.now() + deadlineMs } : {}, (err, res) => setImmediate(() => resolve({ err, res, trailers })))
+    c.on('status', (s: grpc.StatusObject) => (trailers = s.metadata))
+  })
+}
+
+describe('gRPC', () => {
+  it('an allowed call reaches the service with the identity, and its trailers come back', async () => {
+    const { err, res, trailers } = await call('say', metadata(await token()))
+    expect(err).toBeNull()
+    expect(JSON.parse(res!.toString())).toEqual({ got: 'hi', client: 'orders', auth: null })
+    expect(trailers!.get('x-trailer')).toEqual(['from-the-service'])
+  })
+
+  it('a call without a token is UNAUTHENTICATED (16), with the challenge; without the scope PERMISSION_DENIED (7)', async () => {
+    const none = await call('say', metadata())
+    expect(none.err!.code).toBe(grpc.status.UNAUTHENTICATED)
+    expect(none.err!.details).toContain('no bearer token')
+    expect(none.err!.metadata.get('www-authenticate')[0]).toMatch(/^Bearer /)
+    const scoped = await call('say', metadata(await token('other')))
+    expect(scoped.err!.code).toBe(grpc.status.PERMISSION_DENIED)
+  })
+
+  it('the gateway answers a call past its grpc-timeout with DEADLINE_EXCEEDED, and cancels it upstream', async () => {
+    const t = await token()
+    const session = connect(g.h2cUrl!)
+    try {
+      const started = Date.now()
+      const head = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 2]), Buffer.from('hi')])
+        const stream = session.request({ ':method': 'POST', ':path': '/demo.Echo/Slow', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m', authorization: `Bearer ${t}` })
+        let headers: Record<string, unknown> = {}
+        stream.on('response', (h) => (headers = { ...h }))
+        stream.on('trailers', (tr) => (headers = { ...headers, ...tr }))
+        stream.on('end', () => resolve(headers))
+        stream.on('error', reject)
+        stream.resume()
+        stream.end(frame)
+      })
+      expect(Date.now() - started).toBeLessThan(2500)
+      expect(head['grpc-status']).toBe('4')
+      await new Promise((r) => setTimeout(r, 200))
+      expect(seenCancelled.length).toBeGreaterThan(0)
+    } finally {
+      session.close()
+    }
+  })
+})
