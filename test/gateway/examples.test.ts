@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { connect } from 'node:net'
+import { connect as http2Connect } from 'node:http2'
 import WebSocket from 'ws'
 import { readdirSync } from 'node:fs'
 import { promisify } from 'node:util'
@@ -57,18 +58,21 @@ afterAll(async () => {
   await otlp?.close()
 })
 
+/** The h2c listener's port of the running example (http2.yaml). */
+let h2cPort = 0
+
 async function start(name: string): Promise<string> {
   const port = await freePort()
   const url = `http://127.0.0.1:${port}`
   const file = `config/examples/${name}`
-  const env: NodeJS.ProcessEnv = { GATEWAY_LISTEN: `127.0.0.1:${port}`, ADMIN_LISTEN: '127.0.0.1:0', PUBLIC_URL: url }
+  const env: NodeJS.ProcessEnv = { GATEWAY_LISTEN: `127.0.0.1:${port}`, GATEWAY_H2C_LISTEN: `127.0.0.1:${(h2cPort = await freePort())}`, ADMIN_LISTEN: '127.0.0.1:0', PUBLIC_URL: url }
   if (name === 'tracing.yaml') {
     otlp ??= await startOtlpReceiver()
     Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '20' })
   }
   const config = await compileConfig(parseConfig(await readFile(file, 'utf8'), file, env))
   running = await buildGateway({ config })
-  await running.app.listen({ host: config.server.host, port: config.server.port })
+  await running.listen() // every listener the example names (the h2c one too)
   return url
 }
 
@@ -84,6 +88,33 @@ async function demoToken(url: string, scope?: string, client = 'demo-client:demo
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'http2.yaml': async (url) => {
+    const token = await demoToken(url)
+    const session = http2Connect(`http://127.0.0.1:${h2cPort}`)
+    const h2 = (headers: Record<string, string>, body?: string) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const stream = session.request(headers, body === undefined ? { endStream: true } : {})
+        let got: Record<string, unknown> = {}
+        stream.on('response', (h) => (got = { ...h }))
+        stream.on('trailers', (t) => (got = { ...got, ...t }))
+        stream.on('end', () => resolve(got))
+        stream.on('error', reject)
+        stream.resume()
+        if (body !== undefined) stream.end(body)
+      })
+    try {
+      // curl --http2-prior-knowledge: the quickstart's route, over h2c.
+      expect((await h2({ ':path': '/orders/1', authorization: `Bearer ${token}` }))[':status']).toBe(200)
+      // A gRPC call without the scope: HTTP 200, grpc-status 7 in the trailers, the challenge kept.
+      const grpc = await h2({ ':method': 'POST', ':path': '/demo.Echo/Say', 'content-type': 'application/grpc', te: 'trailers', authorization: `Bearer ${token}` }, '')
+      expect(grpc).toMatchObject({ ':status': 200, 'grpc-status': '7', 'grpc-message': 'the token lacks a scope this route requires' })
+      expect(grpc['www-authenticate']).toMatch(/insufficient_scope/)
+      const none = await h2({ ':method': 'POST', ':path': '/demo.Echo/Say', 'content-type': 'application/grpc', te: 'trailers' }, '')
+      expect(none['grpc-status']).toBe('16')
+    } finally {
+      session.close()
+    }
+  },
   'websocket.yaml': async (url) => {
     const token = await demoToken(url)
     const handshake: Array<[string, string]> = [['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['Sec-WebSocket-Version', '13'], ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ==']]
