@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { connect } from 'node:net'
 import { connect as http2Connect } from 'node:http2'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import { readdirSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { readFile } from 'node:fs/promises'
@@ -58,6 +58,23 @@ afterAll(async () => {
   await otlp?.close()
 })
 
+/** The WebSocket service behind protocols.yaml's /ws/* (WS_UPSTREAM_URL), with what each connection received. */
+let wsUpstream: { url: string; received: Array<Record<string, string | string[] | undefined>>; close(): Promise<void> } | undefined
+afterAll(async () => {
+  await wsUpstream?.close()
+})
+
+async function startWsUpstream(): Promise<NonNullable<typeof wsUpstream>> {
+  const server = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await new Promise((r) => server.once('listening', r))
+  const received: Array<Record<string, string | string[] | undefined>> = []
+  server.on('connection', (socket, req) => {
+    received.push(req.headers)
+    socket.on('message', (m) => socket.send(`echo:${m.toString()}`))
+  })
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, received, close: () => new Promise((r) => server.close(() => r())) }
+}
+
 /** The h2c listener's port of the running example (http2.yaml). */
 let h2cPort = 0
 
@@ -66,6 +83,10 @@ async function start(name: string): Promise<string> {
   const url = `http://127.0.0.1:${port}`
   const file = `config/examples/${name}`
   const env: NodeJS.ProcessEnv = { GATEWAY_LISTEN: `127.0.0.1:${port}`, GATEWAY_H2C_LISTEN: `127.0.0.1:${(h2cPort = await freePort())}`, ADMIN_LISTEN: '127.0.0.1:0', PUBLIC_URL: url }
+  if (name === 'protocols.yaml') {
+    wsUpstream ??= await startWsUpstream()
+    env.WS_UPSTREAM_URL = wsUpstream.url
+  }
   if (name === 'tracing.yaml') {
     otlp ??= await startOtlpReceiver()
     Object.assign(env, { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_BSP_SCHEDULE_DELAY: '20' })
@@ -88,6 +109,40 @@ async function demoToken(url: string, scope?: string, client = 'demo-client:demo
 }
 
 const STEPS: Record<string, (url: string) => Promise<void>> = {
+  'protocols.yaml': async (url) => {
+    const token = await demoToken(url)
+    const ws = url.replace('http:', 'ws:') + '/ws/room'
+    // A token-less upgrade: 401, and the service never sees it.
+    const before = wsUpstream!.received.length
+    const refused = await new Promise<number>((resolve) => {
+      const w = new WebSocket(ws)
+      w.once('unexpected-response', (_req, res) => resolve(res.statusCode!))
+      w.once('open', () => resolve(101))
+    })
+    expect(refused).toBe(401)
+    expect(wsUpstream!.received.length).toBe(before)
+    // An allowed one reaches it with the identity headers, and messages go both ways.
+    const socket = new WebSocket(ws, { headers: { authorization: `Bearer ${token}` } })
+    await new Promise((r) => socket.once('open', r))
+    const reply = new Promise<string>((r) => socket.once('message', (m) => r(String(m))))
+    socket.send('hello')
+    expect(await reply).toBe('echo:hello')
+    expect(wsUpstream!.received.at(-1)!['x-client-id']).toBe('demo-client')
+    socket.close()
+    // /orders/* over h2c, as in the quickstart.
+    const session = http2Connect(`http://127.0.0.1:${h2cPort}`)
+    try {
+      const status = await new Promise<unknown>((resolve, reject) => {
+        const stream = session.request({ ':path': '/orders/42', authorization: `Bearer ${token}` }, { endStream: true })
+        stream.on('response', (h) => resolve(h[':status']))
+        stream.on('error', reject)
+        stream.resume()
+      })
+      expect(status).toBe(200)
+    } finally {
+      session.close()
+    }
+  },
   'http2.yaml': async (url) => {
     const token = await demoToken(url)
     const session = http2Connect(`http://127.0.0.1:${h2cPort}`)
