@@ -17,12 +17,15 @@ const ISS = 'https://grpc.test.example'
 const identity = (b: Buffer) => b
 const SERVICE = {
   say: { path: '/demo.Echo/Say', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+  stream: { path: '/demo.Echo/Stream', requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
   slow: { path: '/demo.Echo/Slow', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
 } as const
 let key: TestKey
 let server: grpc.Server
 let g: Running
-let client: grpc.Client & Record<'say' | 'slow', (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => grpc.ClientUnaryCall>
+let client: grpc.Client & Record<'say' | 'slow', (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => grpc.ClientUnaryCall> & {
+  stream(req: Buffer, md: grpc.Metadata): grpc.ClientReadableStream<Buffer>
+}
 const seenCancelled: boolean[] = []
 
 beforeAll(async () => {
@@ -33,6 +36,13 @@ beforeAll(async () => {
       const md = new grpc.Metadata()
       md.set('x-trailer', 'from-the-service')
       cb(null, Buffer.from(JSON.stringify({ got: call.request.toString(), client: call.metadata.get('x-client-id')[0], auth: call.metadata.get('authorization')[0] ?? null })), md)
+    },
+    stream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      const who = String(call.metadata.get('x-client-id')[0])
+      for (let i = 0; i < 3; i++) call.write(Buffer.from(`${who}:${i}`))
+      const md = new grpc.Metadata()
+      md.set('x-count', '3')
+      call.end(md)
     },
     slow: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
       const timer = setTimeout(() => cb(null, Buffer.from('late')), 3000)
@@ -91,6 +101,24 @@ describe('gRPC', () => {
     expect(none.err!.metadata.get('www-authenticate')[0]).toMatch(/^Bearer /)
     const scoped = await call('say', metadata(await token('other')))
     expect(scoped.err!.code).toBe(grpc.status.PERMISSION_DENIED)
+  })
+
+  it('a server-streaming call: every message as it comes, then the status and trailers; refused without a token', async () => {
+    const read = (md: grpc.Metadata) =>
+      new Promise<{ messages: string[]; status: grpc.StatusObject }>((resolve) => {
+        const messages: string[] = []
+        const call = client.stream(Buffer.from('go'), md)
+        call.on('data', (m: Buffer) => messages.push(m.toString()))
+        call.on('error', () => undefined)
+        call.on('status', (status: grpc.StatusObject) => resolve({ messages, status }))
+      })
+    const ok = await read(metadata(await token()))
+    expect(ok.messages).toEqual(['orders:0', 'orders:1', 'orders:2'])
+    expect(ok.status.code).toBe(grpc.status.OK)
+    expect(ok.status.metadata.get('x-count')).toEqual(['3'])
+    const refused = await read(metadata())
+    expect(refused.messages).toEqual([])
+    expect(refused.status.code).toBe(grpc.status.UNAUTHENTICATED)
   })
 
   it('the gateway answers a call past its grpc-timeout with DEADLINE_EXCEEDED, and cancels it upstream', async () => {
