@@ -7,7 +7,7 @@ import { authorize } from './pipeline/authz/scopes.js'
 import { extractBearer, hasAccessTokenParam } from './pipeline/extract/bearer.js'
 import { deliver, readWhole, sentPath, type FailRequest, type Forwarder } from './pipeline/forward/upstream.js'
 import { identityHeaders } from './pipeline/mutate/headers.js'
-import { canonicalHost, isHostValue, originForm, refuseUpgrade } from './pipeline/normalize/host.js'
+import { canonicalHost, isHostValue, originForm, refuseMalformedH2Fields, refuseUpgrade } from './pipeline/normalize/host.js'
 import { canonicalTarget } from './pipeline/normalize/path.js'
 import { checkOverride, formOverride, requestedOverride } from './pipeline/method/override.js'
 import { announcesBody, isEncoded, mediaType, refuseDeclaredOversize } from './pipeline/body/receive.js'
@@ -105,6 +105,7 @@ export function createHandler(source: ConfigSource, authn: AuthnContext, limiter
     const config = source.current
     const outcome = request.outcome!
 
+    refuseMalformedH2Fields(request.raw.httpVersionMajor, request.raw.rawHeaders)
     const target = canonicalTarget(originForm(request.raw.url ?? '/', request.raw.rawHeaders), config.server.caseInsensitivePaths)
     // A WebSocket handshake is decided like any request; others upgrades are refused (h2c ignored).
     const upgrade = isWebSocketUpgrade(request.raw) ? upgradeSockets.get(request.raw) : undefined

@@ -118,3 +118,131 @@ describe('HTTP/2', () => {
     await Promise.race([closed, new Promise((_, j) => setTimeout(() => j(new Error('still open')), 3000))])
   })
 })
+
+// Requests no conforming client would send, written frame by frame (HPACK
+// literals without Huffman): each is refused (a stream or connection error,
+// or 400) and never reaches the upstream as HTTP/1.1.
+describe('HTTP/2 requests that must not cross into HTTP/1.1', () => {
+  const int = (value: number, prefixBits: number, first = 0) => {
+    const max = (1 << prefixBits) - 1
+    if (value < max) return [first | value]
+    const out = [first | max]
+    value -= max
+    while (value >= 128) {
+      out.push((value % 128) + 128)
+      value = Math.floor(value / 128)
+    }
+    out.push(value)
+    return out
+  }
+  const literal = (name: string, value: string) => Buffer.concat([Buffer.from([0x00]), Buffer.from(int(name.length, 7)), Buffer.from(name, 'latin1'), Buffer.from(int(Buffer.byteLength(value, 'latin1'), 7)), Buffer.from(value, 'latin1')])
+  const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
+    const head = Buffer.alloc(9)
+    head.writeUIntBE(payload.length, 0, 3)
+    head[3] = type
+    head[4] = flags
+    head.writeUInt32BE(stream, 5)
+    return Buffer.concat([head, payload])
+  }
+
+  /** Sends one request as raw frames; what came back on its stream (status, or the error that ended it). */
+  async function raw(headers: Array<[string, string]>, body?: string): Promise<string> {
+    const { connect: tcp } = await import('node:net')
+    const u = new URL(g.h2cUrl!)
+    return new Promise((resolve) => {
+      const socket = tcp(Number(u.port), u.hostname)
+      let got = Buffer.alloc(0)
+      const done = (what: string) => {
+        socket.destroy()
+        resolve(what)
+      }
+      socket.on('connect', () => {
+        const block = Buffer.concat(headers.map(([n, v]) => literal(n, v)))
+        socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, body === undefined ? 0x5 : 0x4, 1, block), ...(body === undefined ? [] : [frame(0, 0x1, 1, Buffer.from(body))])]))
+      })
+      socket.on('data', (chunk: Buffer) => {
+        got = Buffer.concat([got, chunk])
+        while (got.length >= 9) {
+          const len = got.readUIntBE(0, 3)
+          if (got.length < 9 + len) return
+          const type = got[3]!
+          const stream = got.readUInt32BE(5) & 0x7fffffff
+          const payload = got.subarray(9, 9 + len)
+          got = got.subarray(9 + len)
+          if (type === 3 && stream === 1) return done(`reset ${payload.readUInt32BE(0)}`)
+          if (type === 7) return done(`goaway ${payload.readUInt32BE(4)}`)
+          if (type === 1 && stream === 1) return done(payload[0] === 0x88 ? 'status 200' : `headers ${payload.toString('hex').slice(0, 8)}`)
+        }
+      })
+      socket.on('error', () => done('error'))
+      socket.on('close', () => done('closed'))
+      setTimeout(() => done('timeout'), 2000)
+    })
+  }
+
+  // With a valid token: each of these would reach the upstream if the gateway let it through.
+  let t = ''
+  beforeAll(async () => {
+    t = await token()
+  })
+  const base = (): Array<[string, string]> => [[':method', 'POST'], [':scheme', 'http'], [':authority', 'localhost'], [':path', '/api/x'], ['authorization', `Bearer ${t}`]]
+
+  it('a well-formed raw request with the token reaches the upstream (the harness works)', async () => {
+    const before = upstream.received.length
+    expect(await raw([[':method', 'GET'], [':scheme', 'http'], [':authority', 'localhost'], [':path', '/api/x'], ['authorization', `Bearer ${t}`]])).toBe('status 200')
+    expect(upstream.received.length).toBe(before + 1)
+  })
+
+  const hostile: Array<[string, () => Array<[string, string]>, string | undefined]> = [
+    ['transfer-encoding: chunked (an h2 → h1 downgrade smuggle)', () => [...base(), ['transfer-encoding', 'chunked']], '0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['a connection header', () => [...base(), ['connection', 'keep-alive']], undefined],
+    ['an upper-case header name', () => [...base(), ['X-Client-Id', 'admin']], undefined],
+    ['two :path pseudo-headers', () => [...base(), [':path', '/other']], undefined],
+    ['a pseudo-header after a regular one', () => [[':method', 'GET'], ['authorization', `Bearer ${t}`], [':path', '/api/x'], [':scheme', 'http'], [':authority', 'localhost']], undefined],
+    ['an unknown pseudo-header', () => [...base(), [':protocol', 'websocket']], undefined],
+    ['no :path', () => [[':method', 'GET'], [':scheme', 'http'], [':authority', 'localhost'], ['authorization', `Bearer ${t}`]], undefined],
+    [':path not starting with /', () => [[':method', 'GET'], [':scheme', 'http'], [':authority', 'localhost'], [':path', 'http://evil.example/api/x'], ['authorization', `Bearer ${t}`]], undefined],
+  ]
+  // Field values HTTP forbids: nghttp2 drops such a field before the gateway sees the request, or the gateway
+  // refuses it (normalize/host.ts); either way no CR, LF or NUL reaches an HTTP/1.1 upstream.
+  const badValues: Array<[string, () => Array<[string, string]>, undefined]> = [
+    ['CRLF in a header value', () => [...base(), ['x-note', 'a\r\nx-client-id: admin']], undefined],
+    ['a NUL in a header value', () => [...base(), ['x-note', 'a\u0000b']], undefined],
+    ['a lone LF in a header value', () => [...base(), ['x-note', 'a\nx-client-id: admin']], undefined],
+    ['white space around a header value', () => [...base(), ['x-note', ' padded ']], undefined],
+  ]
+  for (const [name, build] of badValues) {
+    it(`${name}: never reaches the upstream as sent`, async () => {
+      const before = upstream.received.length
+      const answer = await raw(build())
+      expect(answer).not.toBe('timeout')
+      if (answer === 'status 200') {
+        expect(upstream.received.length).toBe(before + 1)
+        const seen = upstream.received.at(-1)!.headers
+        expect(seen['x-note']).toBeUndefined()
+        expect(seen['x-client-id']).toBe('app')
+      } else {
+        expect(upstream.received.length).toBe(before)
+      }
+    })
+  }
+
+  for (const [name, build, body] of hostile) {
+    it(`refuses ${name}; nothing reaches the upstream`, async () => {
+      const before = upstream.received.length
+      const answer = await raw(build(), body)
+      expect(answer, answer).not.toBe('status 200')
+      expect(answer).not.toBe('timeout')
+      expect(upstream.received.length).toBe(before)
+    })
+  }
+})
+
+describe('HTTP/2 field values, checked by the gateway too', () => {
+  it('refuses CR, LF, NUL and white space at either end in any value (whatever nghttp2 lets through)', async () => {
+    const { refuseMalformedH2Fields } = await import('../../src/pipeline/normalize/host.js')
+    for (const value of ['a\r\nb', 'a\nb', 'a\rb', 'a\u0000b', ' a', 'a\t']) expect(() => refuseMalformedH2Fields(2, ['x-a', value]), JSON.stringify(value)).toThrow()
+    expect(() => refuseMalformedH2Fields(2, ['x-a', 'a b', 'x-b', ''])).not.toThrow()
+    expect(() => refuseMalformedH2Fields(1, ['x-a', ' a'])).not.toThrow()
+  })
+})

@@ -62,3 +62,19 @@ export function refuseUpgrade(upgrade: string | undefined): void {
   if (upgrade === undefined || upgrade.trim().toLowerCase() === 'h2c') return
   throw new GatewayError('upgrade_unsupported', /^websocket$/i.test(upgrade.trim()) ? 'a WebSocket handshake needs Connection: Upgrade, on a route that allows WebSocket' : 'this protocol upgrade is not supported (WebSocket only)')
 }
+
+/** What RFC 9113 §8.2.1 forbids in an HTTP/2 field value: NUL, CR, LF, and white space at either end. */
+const BAD_H2_VALUE = /[\0\r\n]|^[ \t]|[ \t]$/
+
+/**
+ * HTTP/2 field values are checked here: nghttp2 lets CR, LF and NUL through,
+ * and an HTTP/1.1 upstream would read a CRLF as a new header (h2 → h1
+ * header injection). HTTP/1.1 requests never get here with them: Node's
+ * parser refuses them.
+ */
+export function refuseMalformedH2Fields(httpVersionMajor: number, rawHeaders: readonly string[]): void {
+  if (httpVersionMajor !== 2) return
+  for (let i = 1; i < rawHeaders.length; i += 2) {
+    if (BAD_H2_VALUE.test(rawHeaders[i]!)) throw new GatewayError('request_malformed', 'an HTTP/2 header value holds a character HTTP forbids there')
+  }
+}
