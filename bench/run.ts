@@ -141,7 +141,8 @@ interface DpopLoad {
   readonly keyFile: string
 }
 
-async function load(url: string, headers: Record<string, string>, seconds: number, script?: string, dpop?: DpopLoad): Promise<Load> {
+async function load(url: string, headers: Record<string, string>, seconds: number, script?: string, dpop?: DpopLoad, generator?: Target['generator']): Promise<Load> {
+  if (generator) return JSON.parse(await output(...pinned(1, process.execPath, [join(ROOT, generator.script), url, String(CONNECTIONS), String(seconds), ...generator.args]))) as Load
   if (dpop) {
     const out = JSON.parse(await output(...pinned(1, process.execPath, [join(ROOT, 'bench/load-dpop.mjs'), url, String(CONNECTIONS), String(seconds), dpop.scheme, dpop.tokenFile, dpop.keyFile]))) as Load
     return out
@@ -175,6 +176,8 @@ interface Target {
   headers: Record<string, string>
   /** Driven by the DPoP load generator instead (a fresh proof per request). */
   dpop?: DpopLoad
+  /** Driven by a protocol's own load generator (bench/load-ws.mjs, bench/load-grpc.mjs), with its extra arguments. */
+  generator?: { readonly script: string; readonly args: readonly string[] }
 }
 
 async function main(): Promise<void> {
@@ -366,6 +369,43 @@ routes:
     }
   }
 
+  // Protocols: WebSocket round trips and gRPC unary calls (over h2c), each through the gateway (its JWT
+  // checked on the upgrade or the call) beside the same load straight to the service.
+  if (!ONLY || ONLY.some((o) => o.startsWith('gateway-protocols') || o.startsWith('direct-ws') || o.startsWith('direct-grpc'))) {
+    const wsPort = await freePort()
+    const ws = start(1, process.execPath, ['bench/targets/ws-echo.mjs', String(wsPort)], 'ws-echo')
+    await waitForPort(wsPort, ws, 'ws-echo', true)
+    const grpcPort = await freePort()
+    const grpcEcho = start(1, process.execPath, ['bench/targets/grpc-echo.mjs', String(grpcPort)], 'grpc-echo')
+    await waitForPort(grpcPort, grpcEcho, 'grpc-echo', true)
+    const tokenFile = join(WORK, 'protocols-token.txt')
+    writeFileSync(tokenFile, tokens.RS256)
+    const port = await freePort()
+    const h2cPort = await freePort()
+    const file = join(WORK, `gateway-protocols-${port}.yaml`)
+    writeFileSync(
+      file,
+      `server: { listen: "127.0.0.1:${port}", http2: { tls: false, cleartext_listen: "127.0.0.1:${h2cPort}" } }
+admin: { listen: "127.0.0.1:0" }
+upstreams:
+  ws: { url: "http://127.0.0.1:${wsPort}" }
+  grpc: { url: "http://127.0.0.1:${grpcPort}", http2: true }
+issuers:
+  - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256] }
+routes:
+  - { id: ws, match: { path: "/ws/*" }, upstream: ws, auth: { issuers: [jwt], scopes: { all_of: [read] } }, websocket: true }
+  - { id: grpc, match: { path: "/bench.Echo/*", methods: [POST] }, upstream: grpc, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
+`,
+    )
+    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', file], 'gateway-protocols')
+    children.push(child)
+    await waitForPort(port, child, 'gateway-protocols')
+    targets.push({ name: 'direct-ws', pid: () => ws.pid!, url: `ws://127.0.0.1:${wsPort}/`, headers: {}, generator: { script: 'bench/load-ws.mjs', args: [] } })
+    targets.push({ name: 'gateway-protocols-ws-RS256', pid: () => child.pid!, url: `ws://127.0.0.1:${port}/ws/x`, headers: {}, generator: { script: 'bench/load-ws.mjs', args: [tokenFile] } })
+    targets.push({ name: 'direct-grpc', pid: () => grpcEcho.pid!, url: `http://127.0.0.1:${grpcPort}/bench.Echo/Say`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: [] } })
+    targets.push({ name: 'gateway-protocols-grpc-RS256', pid: () => child.pid!, url: `http://127.0.0.1:${h2cPort}/bench.Echo/Say`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: [tokenFile] } })
+  }
+
   // Tracing at 1 % (parent-based ratio, OTLP/protobuf) to a collector that answers at once: the
   // same gateway otherwise, its JWT route beside the one without tracing.
   let sink: ReturnType<typeof createServer> | undefined
@@ -465,13 +505,13 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
   }
 
   // Warm up, then interleaved rounds.
-  for (const t of targets) await load(t.url, t.headers, 1, undefined, t.dpop)
+  for (const t of targets) await load(t.url, t.headers, 1, undefined, t.dpop, t.generator)
   const results = new Map<string, Array<Load & { cpuUsPerReq: number }>>()
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? targets : [...targets].reverse()
     for (const t of order) {
       const before = cpuTicks(t.pid())
-      const r = await load(t.url, t.headers, DURATION, undefined, t.dpop)
+      const r = await load(t.url, t.headers, DURATION, undefined, t.dpop, t.generator)
       const ticks = cpuTicks(t.pid()) - before
       const cpuUsPerReq = r.rps > 0 ? ((ticks / CLK_TCK) * 1e6) / (r.rps * DURATION) : NaN
       if (r.non2xx > 0) console.warn(`  ${t.name}: ${r.non2xx} non-2xx responses`)
@@ -569,6 +609,7 @@ end
     { ...compare('DPoP route / JWT route (RS256, same signing client)', 'gateway-sc-dpop-RS256', 'gateway-sc-jwt-RS256-signing'), goal: 0.7 },
     { ...compare('DPoP over HTTPS / do-it-yourself (node:https + jose)', 'gateway-sc-https-dpop-RS256', 'diy-dpop-https'), goal: 2 },
     { ...compare('JWT route over HTTPS / over HTTP (RS256)', 'gateway-sc-https-jwt-RS256', 'gateway-sc-jwt-RS256'), goal: 0.7 },
+    { ...compare('WebSocket round trips through the gateway / direct', 'gateway-protocols-ws-RS256', 'direct-ws'), goal: 0.8 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
@@ -577,6 +618,7 @@ end
     compare('public route / Node floor (node:http + undici)', 'gateway-public', 'node-floor'),
     compare('JWT route (RS256) / Node floor', 'gateway-jwt-RS256', 'node-floor'),
     compare('HAProxy jwt_verify / Node floor', 'haproxy-jwt-RS256', 'node-floor'),
+    compare('gRPC unary over h2c through the gateway / direct', 'gateway-protocols-grpc-RS256', 'direct-grpc'),
   ]
 
   console.log('\ntarget                   req/s  vs direct  p50 ms  p99 ms  CPU µs/req  peak RSS MB')
