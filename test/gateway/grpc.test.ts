@@ -17,6 +17,7 @@ const ISS = 'https://grpc.test.example'
 const identity = (b: Buffer) => b
 const SERVICE = {
   say: { path: '/demo.Echo/Say', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+  collect: { path: '/demo.Echo/Collect', requestStream: true, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
   stream: { path: '/demo.Echo/Stream', requestStream: false, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
   slow: { path: '/demo.Echo/Slow', requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
 } as const
@@ -25,6 +26,7 @@ let server: grpc.Server
 let g: Running
 let client: grpc.Client & Record<'say' | 'slow', (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Buffer) => void) => grpc.ClientUnaryCall> & {
   stream(req: Buffer, md: grpc.Metadata): grpc.ClientReadableStream<Buffer>
+  collect(md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res?: Buffer) => void): grpc.ClientWritableStream<Buffer>
 }
 const seenCancelled: boolean[] = []
 
@@ -36,6 +38,11 @@ beforeAll(async () => {
       const md = new grpc.Metadata()
       md.set('x-trailer', 'from-the-service')
       cb(null, Buffer.from(JSON.stringify({ got: call.request.toString(), client: call.metadata.get('x-client-id')[0], auth: call.metadata.get('authorization')[0] ?? null })), md)
+    },
+    collect: (call: grpc.ServerReadableStream<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      const parts: string[] = []
+      call.on('data', (m: Buffer) => parts.push(m.toString()))
+      call.on('end', () => cb(null, Buffer.from(parts.join('+'))))
     },
     stream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
       const who = String(call.metadata.get('x-client-id')[0])
@@ -73,6 +80,10 @@ afterAll(async () => {
 })
 
 const token = (scope = 'echo') => sign(key, { iss: ISS, aud: 'api', sub: 'svc', client_id: 'orders', scope })
+let tokenSync = ''
+beforeAll(async () => {
+  tokenSync = await token()
+})
 const metadata = (t?: string) => {
   const md = new grpc.Metadata()
   if (t) md.set('authorization', `Bearer ${t}`)
@@ -121,6 +132,16 @@ describe('gRPC', () => {
     expect(refused.status.code).toBe(grpc.status.UNAUTHENTICATED)
   })
 
+  it('a client-streaming call: the messages go up as they are sent, the answer comes back', async () => {
+    const t = await token()
+    const answer = await new Promise<string>((resolve, reject) => {
+      const call = client.collect(metadata(t), (err, res) => (err ? reject(err) : resolve(res!.toString())))
+      for (const part of ['a', 'b', 'c']) call.write(Buffer.from(part))
+      call.end()
+    })
+    expect(answer).toBe('a+b+c')
+  })
+
   it('the gateway answers a call past its grpc-timeout with DEADLINE_EXCEEDED, and cancels it upstream', async () => {
     const t = await token()
     const session = connect(g.h2cUrl!)
@@ -143,6 +164,53 @@ describe('gRPC', () => {
       expect(seenCancelled.length).toBeGreaterThan(0)
     } finally {
       session.close()
+    }
+  })
+})
+
+describe('gRPC to an upstream over TLS (h2 by ALPN)', () => {
+  it('verifies the service against its CA and relays the call and its trailers', async () => {
+    const { TestCa } = await import('../helpers/pki.js')
+    const ca = await TestCa.create('gRPC CA')
+    const leaf = await ca.issue({ cn: 'localhost', dns: ['localhost'], ips: ['127.0.0.1'] })
+    const secure = new grpc.Server()
+    secure.addService(SERVICE as unknown as grpc.ServiceDefinition, {
+      say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(`tls:${call.request.toString()}:${String(call.metadata.get('x-client-id')[0])}`)),
+      collect: () => undefined,
+      stream: () => undefined,
+      slow: () => undefined,
+    })
+    const port = await new Promise<number>((resolve, reject) =>
+      secure.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(leaf.cert), private_key: Buffer.from(leaf.key) }]), (err, p) => (err ? reject(err) : resolve(p))),
+    )
+    const dir = await mkdtemp(join(tmpdir(), 'gw-grpc-tls-'))
+    await writeFile(join(dir, 'ca.pem'), ca.pem)
+    await writeFile(join(dir, 'other-ca.pem'), (await TestCa.create('Another CA')).pem)
+    await writeFile(join(dir, 'issuer.json'), JSON.stringify(key.publicJwk))
+    const other = await startServer(`${LISTEN_ANY.replace('drain_timeout: 2s }', 'drain_timeout: 2s, http2: { tls: false, cleartext_listen: "127.0.0.1:0" } }')}
+issuers:
+  - { id: corp, issuer: "${ISS}", keys: [{ file: ${dir}/issuer.json }], audiences: [api] }
+upstreams:
+  echo: { url: "https://localhost:${port}", http2: true, tls: { ca: ${dir}/ca.pem } }
+  untrusted: { url: "https://localhost:${port}", http2: true, tls: { ca: ${dir}/other-ca.pem } }
+routes:
+  - { id: echo, match: { path: "/demo.Echo/*", methods: [POST] }, upstream: echo, auth: { issuers: [corp], scopes: { all_of: [echo] } } }
+  - { id: untrusted, match: { path: "/demo.Echo/*", methods: [POST], host: untrusted.example }, upstream: untrusted, auth: { issuers: [corp], scopes: { all_of: [echo] } } }
+`)
+    const Client = grpc.makeGenericClientConstructor(SERVICE as unknown as grpc.ServiceDefinition, 'Echo')
+    const c = new Client(other.h2cUrl!.replace('http://', ''), grpc.credentials.createInsecure()) as unknown as typeof client
+    try {
+      const res = await new Promise<string>((resolve, reject) => c.say(Buffer.from('hi'), metadata(tokenSync), {}, (err, r) => (err ? reject(err) : resolve(r!.toString()))))
+      expect(res).toBe('tls:hi:orders')
+      // The same service behind a CA the gateway was not given: never called, UNAVAILABLE.
+      const bad = new Client(other.h2cUrl!.replace('http://', ''), grpc.credentials.createInsecure(), { 'grpc.default_authority': 'untrusted.example' }) as unknown as typeof client
+      const err = await new Promise<grpc.ServiceError | null>((resolve) => bad.say(Buffer.from('hi'), metadata(tokenSync), {}, (e) => resolve(e)))
+      bad.close()
+      expect(err?.code).toBe(grpc.status.UNAVAILABLE)
+    } finally {
+      c.close()
+      await other.drain()
+      secure.forceShutdown()
     }
   })
 })
