@@ -1,5 +1,6 @@
 import { createServer as createHttpServer, METHODS, ServerResponse, type IncomingMessage, type RequestListener, type Server } from 'node:http'
 import type { Socket } from 'node:net'
+import { Duplex } from 'node:stream'
 import { createServer as createHttpsServer } from 'node:https'
 import { constants as h2, createSecureServer as createH2SecureServer, createServer as createH2cServer, type Http2Session } from 'node:http2'
 import type { Server as TlsServer } from 'node:tls'
@@ -154,6 +155,8 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   let secure: TlsServer | undefined
   /** The listeners: plain HTTP, HTTPS (with h2 when configured), h2c; the first is fastify's own. */
   const listeners: Array<{ server: Server; host: string; port: number; scheme: 'http' | 'https' }> = []
+  /** The h2c server that takes the HTTP/2 connections of the plain listener, when it does. */
+  const h2cOnPlain: Server[] = []
   /** Open HTTP/2 sessions (a drain sends them GOAWAY). */
   const sessions = new Set<Http2Session>()
   /** Sockets taken by upgrades (tunnels among them): a close ends them. */
@@ -162,7 +165,16 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     serverFactory: (handler: RequestListener) => {
       const at = (host: string, port: number, scheme: 'http' | 'https') => ({ host, port, scheme })
       const h2settings = server.http2 ? { settings: { maxConcurrentStreams: server.http2.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes }, maxSessionInvalidFrames: 100 } : undefined
-      if (server.plain) listeners.push({ server: createHttpServer(listenerOptions, handler), ...at(server.host, server.port, 'http') })
+      if (server.plain) {
+        const plain = createHttpServer(listenerOptions, handler)
+        // h2c with prior knowledge on the same port: each connection's first bytes say which protocol it speaks.
+        if (server.http2?.cleartextOnPlain) {
+          const h2c = createH2cServer({ ...h2settings }, handler as never) as unknown as Server
+          h2cOnPlain.push(h2c)
+          sniffPreface(plain, h2c, limits.headerTimeoutMs)
+        }
+        listeners.push({ server: plain, ...at(server.host, server.port, 'http') })
+      }
       const tls = server.tls
       if (tls) {
         // With HTTP/2, ALPN offers h2 then http/1.1, and HTTP/1.1 clients are served by the same server.
@@ -173,7 +185,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       }
       const cleartext = server.http2?.cleartext
       if (cleartext) listeners.push({ server: createH2cServer({ ...h2settings }, handler as never) as unknown as Server, ...at(cleartext.host, cleartext.port, 'http') })
-      for (const { server: s } of listeners) {
+      for (const s of [...listeners.map((l) => l.server), ...h2cOnPlain]) {
         s.keepAliveTimeout = limits.keepAliveTimeoutMs
         s.requestTimeout = limits.requestTimeoutMs
         s.maxConnections = limits.maxConnections
@@ -240,7 +252,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       limit: o?.limit,
       ms: Math.round(reply.elapsedTime * 100) / 100,
       aborted: !reply.raw.writableFinished,
-      ip: request.ip ?? '',
+      ip: o?.ip ?? request.ip ?? '',
       bytesIn: bytesIn(request.raw, o),
       bytesOut: bodyBytesRelayed(reply.raw) ?? (Number(reply.getHeader('content-length')) || 0),
       traceId: traced?.traceId,
@@ -273,6 +285,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
       dpopChallenge: false,
       dpopNonce: undefined,
       readAt: socket?.bytesRead ?? 0,
+      ip: request.ip ?? '',
     }
     if (tracer !== undefined) {
       const raw = request.raw
@@ -449,6 +462,81 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
   return gateway
 }
 
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+/**
+ * h2c with prior knowledge on an HTTP/1.1 listener. A connection's first
+ * bytes are read once: the HTTP/2 preface hands it to the h2c server,
+ * anything else to the HTTP/1.1 server's own handler. The bytes already read
+ * cannot go back into a socket that nghttp2 reads natively, so an HTTP/2
+ * connection is handed over as a stream that replays them first, and that
+ * stream answers for the socket's addresses (the client address stays the
+ * client's). A connection silent past the header timeout is closed here.
+ */
+function sniffPreface(plain: Server, h2c: Server, headerTimeoutMs: number): void {
+  const http1 = plain.listeners('connection') as Array<(socket: Socket) => void>
+  plain.removeAllListeners('connection')
+  plain.on('connection', (socket: Socket) => {
+    let got: Buffer = Buffer.alloc(0)
+    const silent = setTimeout(() => socket.destroy(), headerTimeoutMs)
+    const onError = () => socket.destroy()
+    socket.on('error', onError)
+    socket.once('close', () => clearTimeout(silent))
+    const onData = (chunk: Buffer) => {
+      got = got.length === 0 ? chunk : Buffer.concat([got, chunk])
+      const n = Math.min(got.length, PREFACE.length)
+      const isH2 = got.subarray(0, n).equals(PREFACE.subarray(0, n))
+      if (isH2 && got.length < PREFACE.length) return // the preface goes on in the next chunk
+      socket.off('data', onData)
+      clearTimeout(silent)
+      if (!isH2) {
+        socket.pause()
+        socket.unshift(got)
+        socket.off('error', onError)
+        for (const listener of http1) listener.call(plain, socket)
+        socket.resume()
+        return
+      }
+      h2c.emit('connection', replaying(socket, got))
+    }
+    socket.on('data', onData)
+  })
+}
+
+/** A duplex over `socket` that first yields `first` (bytes already read from it), with the socket's addresses. */
+function replaying(socket: Socket, first: Buffer): Duplex {
+  const duplex = new Duplex({
+    read() {
+      socket.resume()
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback)
+    },
+    final(callback) {
+      socket.end(callback)
+    },
+    destroy(err, callback) {
+      socket.destroy(err ?? undefined)
+      callback(err)
+    },
+  })
+  duplex.push(first)
+  socket.on('data', (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause()
+  })
+  socket.once('end', () => duplex.push(null))
+  socket.once('close', () => duplex.destroy())
+  for (const name of ['remoteAddress', 'remotePort', 'remoteFamily', 'localAddress', 'localPort'] as const) {
+    Object.defineProperty(duplex, name, { get: () => socket[name] })
+  }
+  ;(duplex as unknown as { setNoDelay: Socket['setNoDelay'] }).setNoDelay = (...a) => socket.setNoDelay(...a)
+  replayed.set(duplex, socket)
+  return duplex
+}
+
+/** The socket under each replaying duplex: its session's socket answers with the client's address. */
+const replayed = new WeakMap<Duplex, Socket>()
+
 /**
  * Watches an HTTP/2 session: counted while open (drains), and closed with
  * GOAWAY ENHANCE_YOUR_CALM when it resets more streams in a second than
@@ -457,6 +545,21 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
  */
 function watchSession(session: Http2Session, maxResetsPerSecond: number, sessions: Set<Http2Session>): void {
   sessions.add(session)
+  // A session over a replaying duplex (h2c on the plain listener) runs on a JS stream socket, whose handle
+  // knows no addresses: it is given the client's (what net.Socket reads remoteAddress and localAddress from).
+  const inner = session.socket as unknown as { stream?: Duplex; _handle?: Record<string, unknown> }
+  const original = inner.stream !== undefined ? replayed.get(inner.stream) : undefined
+  const handle = original !== undefined ? inner._handle : undefined
+  if (original !== undefined && handle !== undefined && handle !== null) {
+    handle.getpeername = (out: Record<string, unknown>) => {
+      Object.assign(out, { address: original.remoteAddress, port: original.remotePort, family: original.remoteFamily })
+      return 0
+    }
+    handle.getsockname = (out: Record<string, unknown>) => {
+      Object.assign(out, { address: original.localAddress, port: original.localPort, family: original.remoteFamily })
+      return 0
+    }
+  }
   session.once('close', () => sessions.delete(session))
   let windowStart = Date.now()
   let resets = 0

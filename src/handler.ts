@@ -67,6 +67,8 @@ export interface RequestOutcome {
   dpopNonce: string | undefined
   /** The connection's byte count when the request began (its head already read). */
   readAt: number
+  /** The client's address (after trusted proxies), taken when the request began: an HTTP/2 stream forgets it once closed. */
+  ip: string
 }
 
 declare module 'fastify' {

@@ -259,7 +259,7 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   const dpop = compileDpop(config.dpop, workers, options.previous?.dpop, report)
   const listenerTls = await compileListenerTls(config.server?.tls, baseDir, splitListen, report, files)
   const certificateHeader = compileCertificateHeader(config.server?.client_certificate_header, Array.isArray(config.server?.trust_proxy), report)
-  const http2 = compileHttp2(config.server?.http2, config.server?.tls !== undefined, splitListen, report)
+  const http2 = compileHttp2(config.server?.http2, config.server?.tls !== undefined, config.server?.listen !== false, splitListen, report)
   if (config.server?.listen === false && !config.server.tls && http2?.cleartext === undefined) report(['server', 'listen'], 'no listener: set server.tls, or keep the plain listener')
   // Built-in endpoints (the token endpoint…) keep the default limits by address.
   const builtinLimits = compileRouteRateLimits(rateLimits, undefined, undefined, { id: '@builtin', isProtected: false }, ['rate_limits'], report)

@@ -129,8 +129,8 @@ const STEPS: Record<string, (url: string) => Promise<void>> = {
     expect(await reply).toBe('echo:hello')
     expect(wsUpstream!.received.at(-1)!['x-client-id']).toBe('demo-client')
     socket.close()
-    // /orders/* over h2c, as in the quickstart.
-    const session = http2Connect(`http://127.0.0.1:${h2cPort}`)
+    // /orders/* over h2c on the main listener, as in the quickstart.
+    const session = http2Connect(url)
     try {
       const status = await new Promise<unknown>((resolve, reject) => {
         const stream = session.request({ ':path': '/orders/42', authorization: `Bearer ${token}` }, { endStream: true })

@@ -246,3 +246,40 @@ describe('HTTP/2 field values, checked by the gateway too', () => {
     expect(() => refuseMalformedH2Fields(1, ['x-a', ' a'])).not.toThrow()
   })
 })
+
+describe('h2c on the plain listener (http2.cleartext)', () => {
+  it('the same port serves HTTP/1.1 and HTTP/2 with prior knowledge, the client address kept for both', async () => {
+    const p = await startServer(`
+server: { listen: "127.0.0.1:0", drain_timeout: 2s, http2: { tls: false, cleartext: true } }
+admin: { listen: "127.0.0.1:0" }
+limits: { header_timeout: 500ms }
+issuers:
+  - { id: corp, issuer: "${ISS}", jwks_uri: "https://unused.example/jwks", audiences: [api] }
+upstreams:
+  api: { url: "${upstream.url}" }
+routes:
+  - { id: open, match: { path: /open/* }, upstream: api, auth: public }
+`)
+    try {
+      const session = h2(p.url)
+      const viaH2 = await request(session, { ':path': '/open/h2' })
+      session.close()
+      expect(viaH2.headers[':status']).toBe(200)
+      const { send } = await import('../helpers/servers.js')
+      const viaH1 = await send(p.url, { path: '/open/h1' })
+      expect(viaH1.status).toBe(200)
+      expect(upstream.received.slice(-2).map((r) => r.url)).toEqual(['/open/h2', '/open/h1'])
+      const lines = p.logs.filter((l) => l.msg === 'request' && String(l.path).startsWith('/open/'))
+      expect(lines.map((l) => l.ip)).toEqual(['127.0.0.1', '127.0.0.1'])
+      expect(upstream.received.at(-2)!.headers['x-forwarded-for']).toBe('127.0.0.1')
+      // A connection that sends nothing is not held while the gateway waits to see its protocol.
+      const { connect: tcp } = await import('node:net')
+      const u = new URL(p.url)
+      const started = Date.now()
+      await new Promise<void>((resolve) => tcp(Number(u.port), u.hostname).on('close', () => resolve()).on('error', () => undefined))
+      expect(Date.now() - started).toBeLessThan(2000)
+    } finally {
+      await p.drain()
+    }
+  })
+})
