@@ -388,11 +388,14 @@ routes:
       `server: { listen: "127.0.0.1:${port}", http2: { tls: false, cleartext_listen: "127.0.0.1:${h2cPort}" } }
 admin: { listen: "127.0.0.1:0" }
 upstreams:
+  up: { url: "${upUrl}" }
   ws: { url: "http://127.0.0.1:${wsPort}" }
   grpc: { url: "http://127.0.0.1:${grpcPort}", http2: true }
 issuers:
   - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256] }
 routes:
+  - { id: public, match: { path: /public }, upstream: up, auth: public }
+  - { id: jwt, match: { path: /jwt }, upstream: up, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
   - { id: ws, match: { path: "/ws/*" }, upstream: ws, auth: { issuers: [jwt], scopes: { all_of: [read] } }, websocket: true }
   - { id: grpc, match: { path: "/bench.Echo/*", methods: [POST] }, upstream: grpc, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
 `,
@@ -402,6 +405,9 @@ routes:
     await waitForPort(port, child, 'gateway-protocols')
     targets.push({ name: 'direct-ws', pid: () => ws.pid!, url: `ws://127.0.0.1:${wsPort}/`, headers: {}, generator: { script: 'bench/load-ws.mjs', args: [] } })
     targets.push({ name: 'gateway-protocols-ws-RS256', pid: () => child.pid!, url: `ws://127.0.0.1:${port}/ws/x`, headers: {}, generator: { script: 'bench/load-ws.mjs', args: [tokenFile] } })
+    // h2c: the JWT route beside the public route, both over HTTP/2 (the same generator).
+    targets.push({ name: 'gateway-protocols-h2c-public', pid: () => child.pid!, url: `http://127.0.0.1:${h2cPort}/public`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: ['-', 'get'] } })
+    targets.push({ name: 'gateway-protocols-h2c-jwt-RS256', pid: () => child.pid!, url: `http://127.0.0.1:${h2cPort}/jwt`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: [tokenFile, 'get'] } })
     targets.push({ name: 'direct-grpc', pid: () => grpcEcho.pid!, url: `http://127.0.0.1:${grpcPort}/bench.Echo/Say`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: [] } })
     targets.push({ name: 'gateway-protocols-grpc-RS256', pid: () => child.pid!, url: `http://127.0.0.1:${h2cPort}/bench.Echo/Say`, headers: {}, generator: { script: 'bench/load-grpc.mjs', args: [tokenFile] } })
   }
@@ -610,6 +616,7 @@ end
     { ...compare('DPoP over HTTPS / do-it-yourself (node:https + jose)', 'gateway-sc-https-dpop-RS256', 'diy-dpop-https'), goal: 2 },
     { ...compare('JWT route over HTTPS / over HTTP (RS256)', 'gateway-sc-https-jwt-RS256', 'gateway-sc-jwt-RS256'), goal: 0.7 },
     { ...compare('WebSocket round trips through the gateway / direct', 'gateway-protocols-ws-RS256', 'direct-ws'), goal: 0.8 },
+    { ...compare('JWT route / public route, both over h2c (RS256)', 'gateway-protocols-h2c-jwt-RS256', 'gateway-protocols-h2c-public'), goal: 0.9 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
   ]
