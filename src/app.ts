@@ -116,6 +116,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     memory: new ExpiringLru(current.cache.memoryEntries, now),
     shared: sharedStore && redis ? prefixed(sharedStore, redis.keyPrefix) : undefined,
     codec: introspectionCodec,
+    sharedPrefix: 'introspection:',
     now,
     onLookup: (tier, hit) => metrics.cacheLookup(tier, hit),
     onIntegrityFailure: () => {

@@ -16,6 +16,8 @@ export interface TieredCacheOptions<T> {
   readonly memory: ExpiringLru<T>
   readonly shared?: SharedStore | undefined
   readonly codec: Codec<T>
+  /** What keys are stored under in the shared tier: this prefix, then the key (which names the value in this process). */
+  readonly sharedPrefix?: string
   readonly now?: () => number
   /** Observes each tier lookup (metrics). */
   readonly onLookup?: (tier: CacheTier, hit: boolean) => void
@@ -86,12 +88,13 @@ export class TieredCache<T> {
   private async fill(key: string, load: () => Promise<Loaded<T>>, secret: () => Buffer, calls: CallObserver | undefined): Promise<{ value: T; source: CacheSource }> {
     const shared = this.options.shared
     let sealing: Buffer | undefined
+    const sharedKey = (this.options.sharedPrefix ?? '') + key
     if (shared) {
-      const text = await shared.get(key, calls)
+      const text = await shared.get(sharedKey, calls)
       let found: { value: T; expiresAt: number } | undefined
       if (text !== undefined) {
         sealing = secret()
-        found = this.open(key, text, sealing)
+        found = this.open(sharedKey, text, sealing)
       }
       this.options.onLookup?.('shared', found !== undefined)
       if (found !== undefined) {
@@ -105,8 +108,8 @@ export class TieredCache<T> {
       this.options.memory.set(key, loaded.value, expiresAt)
       if (shared) {
         const text = this.options.codec.encode(loaded.value)
-        const mac = seal((sealing ??= secret()), key, expiresAt, text)
-        await shared.set(key, `${FORMAT}|${mac}|${expiresAt}|${text}`, loaded.ttlMs, calls)
+        const mac = seal((sealing ??= secret()), sharedKey, expiresAt, text)
+        await shared.set(sharedKey, `${FORMAT}|${mac}|${expiresAt}|${text}`, loaded.ttlMs, calls)
       }
     }
     return { value: loaded.value, source: 'origin' }

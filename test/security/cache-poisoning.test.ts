@@ -45,7 +45,9 @@ routes:
 `
 
 const client = () => g.gateway.current.issuers.get('a')!.introspection!
-const redisKey = (token: string) => prefix + client().cacheKey(token)
+/** The key a record is stored under in Redis (the shared tier's "introspection:" before the cache key), without the deployment prefix. */
+const sharedKey = (token: string) => 'introspection:' + client().cacheKey(token)
+const redisKey = (token: string) => prefix + sharedKey(token)
 const call = (token: string) => send(g.url, { path: '/r', headers: [bearer(token)] })
 let n = 0
 const newToken = () => `tok-${process.pid}-${++n}-${Math.random().toString(36).slice(2)}`
@@ -113,7 +115,7 @@ describe('values altered in Redis', () => {
 
   it('a forged value for a token the attacker does not hold cannot be sealed', async () => {
     const token = newToken() // inactive at the endpoint; the attacker sees only its key in Redis
-    await redis.set(redisKey(token), sealed(client().cacheKey(token), FORGED, client().sealSecret('some-other-token')), 'PX', 60_000)
+    await redis.set(redisKey(token), sealed(sharedKey(token), FORGED, client().sealSecret('some-other-token')), 'PX', 60_000)
     expect((await call(token)).status).toBe(401)
     expect(as.calls.get(token)).toBe(1)
   })
@@ -136,7 +138,7 @@ describe('with an integrity key', () => {
     try {
       for (let i = 0; i < 100 && !keyed.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 20))
       const token = newToken() // the attacker's own token: inactive (say, revoked) at the endpoint
-      const key = client().cacheKey(token)
+      const key = sharedKey(token)
       // Without the key, whoever holds the token can seal a record for it: that is what the key is for.
       await redis.set(redisKey(token), sealed(key, FORGED, client().sealSecret(token)), 'PX', 60_000)
       expect((await call(token)).status).toBe(200)

@@ -3,8 +3,9 @@ import { confirmationOf } from './confirmation.js'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
 import type { TokenKeyed } from '../extract/bearer.js'
-import { readLimited } from './remote-jwks.js'
-import { scopesFromClaims, type Principal } from './principal.js'
+import { dependencyCall } from '../../http/dependency-call.js'
+import { Interner, internString } from '../../cache/intern.js'
+import { DEFAULT_SCOPE_CLAIMS, scopesFromClaims, type Principal } from './principal.js'
 import type { ClaimPath } from './claim-path.js'
 import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
 
@@ -27,6 +28,14 @@ export interface IntrospectionRecord {
   readonly cnf?: Readonly<Record<string, unknown>>
   /** Other claims configured as identity headers. */
   readonly claims?: Readonly<Record<string, unknown>>
+  /**
+   * The principal made from it, and the issuer object it was made for (a
+   * reload makes new ones): built once per record on its first use. Kept on
+   * the record rather than in a WeakMap beside it, so that a cached record
+   * costs no ephemeron; never encoded.
+   */
+  principalFor?: IntrospectingIssuer | undefined
+  principal?: Principal | undefined
 }
 
 export interface IntrospectionSettings {
@@ -99,7 +108,9 @@ export class IntrospectionClient implements TokenKeyed {
   }
 
   cacheKey(token: string): string {
-    return 'introspection:' + hash('sha256', `${this.scope}\u0000${token}`, 'base64url')
+    // A flat string (a prefix here would make each cached key a two-part string); the shared tier adds
+    // its "introspection:" (see app.ts).
+    return hash('sha256', `${this.scope}\u0000${token}`, 'base64url')
   }
 
   /**
@@ -148,13 +159,10 @@ export class IntrospectionClient implements TokenKeyed {
     const call = callStarted('introspection', 'POST', endpoint, calls)
     let doc: unknown
     try {
-      const res = await fetch(endpoint, { method: 'POST', headers: withCallHeaders(headers, call), body: form.toString(), redirect: 'error', signal: AbortSignal.timeout(s.timeoutMs) })
-      if (res.status !== 200) {
-        await res.body?.cancel()
-        throw Object.assign(new Error(`introspection endpoint answered ${res.status}`), { status: res.status })
-      }
+      const res = await dependencyCall(endpoint, { method: 'POST', headers: withCallHeaders(headers, call), body: form.toString(), timeoutMs: s.timeoutMs, maxBytes: MAX_RESPONSE_BYTES })
+      if (res.status !== 200) throw Object.assign(new Error(`introspection endpoint answered ${res.status}`), { status: res.status })
       try {
-        doc = JSON.parse(await readLimited(res, MAX_RESPONSE_BYTES))
+        doc = JSON.parse(res.text)
       } catch (err) {
         throw new Error('introspection response is not JSON', { cause: err })
       }
@@ -169,31 +177,55 @@ export class IntrospectionClient implements TokenKeyed {
     return this.record(doc as Record<string, unknown>)
   }
 
+  /**
+   * Built field by field (one shape for every record), with the values many
+   * tokens share (issuer, audiences, scope, client id, type) interned: a
+   * cached record holds little more than its subject.
+   */
   private record(doc: Record<string, unknown>): IntrospectionRecord {
-    if (doc.active !== true) return { active: false }
+    if (doc.active !== true) return INACTIVE
     const aud = doc.aud
-    let audiences: string[] | undefined
-    if (typeof aud === 'string') audiences = [aud]
-    else if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) audiences = aud as string[]
+    let audiences: readonly string[] | undefined
+    if (typeof aud === 'string') audiences = audienceList([aud])
+    else if (Array.isArray(aud) && aud.every((a) => typeof a === 'string')) audiences = audienceList(aud as string[])
     else if (aud !== undefined && aud !== null) throw new GatewayError('claims_invalid', 'the introspection response\'s "aud" is malformed')
-    const claims: Record<string, unknown> = {}
-    for (const name of this.settings.keepClaims) if (doc[name] !== undefined) claims[name] = doc[name]
+    const iss = optionalString(doc, 'iss')
+    const clientId = optionalString(doc, 'client_id')
+    const scope = optionalString(doc, 'scope')
+    const tokenType = optionalString(doc, 'token_type')
+    const tokenUse = optionalString(doc, 'token_use')
+    let claims: Record<string, unknown> | undefined
+    for (const name of this.settings.keepClaims) {
+      if (doc[name] !== undefined) (claims ??= {})[name] = doc[name]
+    }
+    // One literal with every field (absent ones undefined): all records share one shape, fields in the object.
     const record: IntrospectionRecord = {
       active: true,
-      ...defined('iss', optionalString(doc, 'iss')),
-      ...defined('sub', optionalString(doc, 'sub')),
-      ...defined('client_id', optionalString(doc, 'client_id')),
-      ...defined('scope', optionalString(doc, 'scope')),
-      ...defined('aud', audiences),
-      ...defined('exp', optionalNumber(doc, 'exp')),
-      ...defined('nbf', optionalNumber(doc, 'nbf')),
-      ...defined('token_type', optionalString(doc, 'token_type')),
-      ...defined('token_use', optionalString(doc, 'token_use')),
-      ...defined('cnf', confirmationRecord(doc.cnf)),
-      ...(Object.keys(claims).length > 0 ? { claims } : {}),
+      iss: iss === undefined ? undefined : iss === this.issuer ? this.issuer : internString(iss),
+      sub: optionalString(doc, 'sub'),
+      client_id: clientId === undefined ? undefined : internString(clientId),
+      scope: scope === undefined ? undefined : internString(scope),
+      aud: audiences,
+      exp: optionalNumber(doc, 'exp'),
+      nbf: optionalNumber(doc, 'nbf'),
+      token_type: tokenType === undefined ? undefined : internString(tokenType),
+      token_use: tokenUse === undefined ? undefined : internString(tokenUse),
+      cnf: confirmationRecord(doc.cnf),
+      claims,
+      principalFor: undefined,
+      principal: undefined,
     }
     return record
   }
+}
+
+const INACTIVE: IntrospectionRecord = Object.freeze({ active: false })
+
+/** Audience lists, kept once per distinct list (most tokens of an issuer name the same audiences). */
+const audienceLists = new Interner<readonly string[]>(1024)
+
+function audienceList(aud: readonly string[]): readonly string[] {
+  return audienceLists.get(aud.join('\u0000'), () => Object.freeze([...aud]))
 }
 
 /** The members of `cnf` binding checks read (checked as a token's are), or undefined. */
@@ -201,10 +233,6 @@ function confirmationRecord(cnf: unknown): Record<string, string> | undefined {
   const c = confirmationOf(cnf)
   if (c === undefined) return undefined
   return { ...(c.jkt !== undefined ? { jkt: c.jkt } : {}), ...(c.x5t !== undefined ? { 'x5t#S256': c.x5t } : {}) }
-}
-
-function defined<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
-  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V }
 }
 
 /**
@@ -231,36 +259,60 @@ export function principalFromIntrospection(issuer: IntrospectingIssuer, record: 
     throw new GatewayError('type_invalid', 'the token is not an access token')
   }
   if (record.token_use !== undefined && record.token_use !== 'access_token') throw new GatewayError('type_invalid', 'the token is not an access token')
-  const known = principals.get(record)
-  if (known !== undefined && known.issuer === issuer) return known.principal
+  if (record.principalFor === issuer) return record.principal!
   const principal = toPrincipal(issuer, record)
-  principals.set(record, { issuer, principal })
+  record.principal = principal
+  record.principalFor = issuer
   return principal
 }
 
-/**
- * The principal of each record cached in memory, built once: a warm cache
- * then hands out the same principal, whose identity headers are memoised
- * too (mutate/headers.ts). Records are never modified once made.
- */
-const principals = new WeakMap<IntrospectionRecord, { issuer: IntrospectingIssuer; principal: Principal }>()
-
 function toPrincipal(issuer: IntrospectingIssuer, record: IntrospectionRecord): Principal {
-  const claims: Record<string, unknown> = { ...record.claims, iss: record.iss ?? issuer.issuer }
+  // Built in one order from an empty object: every principal's claims share one shape (a spread made
+  // a hidden class per principal, a tenth of a cached entry's memory).
+  const claims: Record<string, unknown> = {}
+  claims.iss = record.iss ?? issuer.issuer
   if (record.sub !== undefined) claims.sub = record.sub
   if (record.client_id !== undefined) claims.client_id = record.client_id
   if (record.scope !== undefined) claims.scope = record.scope
+  if (record.claims !== undefined) {
+    for (const name in record.claims) if (!OWN_CLAIMS.has(name)) claims[name] = record.claims[name]
+  }
   return {
     issuerId: issuer.id,
     issuer: issuer.issuer,
     subject: record.sub,
     clientId: record.client_id,
-    scopes: scopesFromClaims({ ...record.claims, scope: record.scope }, issuer.scopeClaims),
+    scopes: scopesOf(issuer, record),
     expiresAt: record.exp,
     claims,
     confirmation: confirmationOf(record.cnf),
+    identityHeadersFor: undefined,
+    identityHeaders: undefined,
   }
 }
+
+/** The record's own fields, which kept claims of the same name never replace. */
+const OWN_CLAIMS = new Set(['iss', 'sub', 'client_id', 'scope'])
+
+/** The granted scopes: one shared set per scope string when only `scope` holds any (the usual case). */
+function scopesOf(issuer: IntrospectingIssuer, record: IntrospectionRecord): ReadonlySet<string> {
+  const paths = issuer.scopeClaims ?? DEFAULT_SCOPE_CLAIMS
+  let readsScope = false
+  for (const path of paths) {
+    if (path.length === 1 && path[0] === 'scope') readsScope = true
+    else if (record.claims?.[path[0]!] !== undefined) return scopesFromClaims({ ...record.claims, scope: record.scope }, paths)
+  }
+  return readsScope ? defaultScopes(record.scope) : NO_SCOPES
+}
+
+/** Scope sets read from `scope` alone, kept once per scope string (never changed once made). */
+const scopeSets = new Interner<ReadonlySet<string>>(1024)
+
+function defaultScopes(scope: string | undefined): ReadonlySet<string> {
+  return scope === undefined ? NO_SCOPES : scopeSets.get(scope, (s) => scopesFromClaims({ scope: s }))
+}
+
+const NO_SCOPES: ReadonlySet<string> = new Set()
 
 const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'aud', 'exp', 'nbf', 'token_type', 'token_use', 'cnf', 'claims'])
 
@@ -270,7 +322,11 @@ const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'au
  * of this version is a miss.
  */
 export const introspectionCodec: Codec<IntrospectionRecord> = {
-  encode: (record) => 'v3:' + JSON.stringify(record),
+  encode: (record) => {
+    // The record's fields only, never the principal made from it.
+    const { principal: _made, principalFor: _for, ...fields } = record
+    return 'v3:' + JSON.stringify(fields)
+  },
   decode(text) {
     if (!text.startsWith('v3:')) return undefined
     let doc: unknown

@@ -20,6 +20,15 @@ export interface Principal {
   readonly claims: Readonly<Record<string, unknown>>
   /** What the token is bound to (`cnf`), when it is sender-constrained. */
   readonly confirmation: Confirmation | undefined
+  /**
+   * The identity headers made from it (mutate/headers.ts), and the header
+   * names they were made for (a reload makes others). A principal never
+   * changes and comes back from the token caches, so they are made once;
+   * kept on the principal itself rather than in a WeakMap beside it (a cached
+   * principal then costs no ephemeron and no wrapper object).
+   */
+  identityHeadersFor?: object | undefined
+  identityHeaders?: Readonly<Record<string, string>> | undefined
 }
 
 /** RFC 6749 §3.3 scope-token: printable ASCII except space, `"` and `\`. */
@@ -77,5 +86,7 @@ export function principalFromClaims(issuerId: string, issuer: string, claims: Re
     expiresAt: typeof exp === 'number' ? exp : undefined,
     claims,
     confirmation: confirmationOf(claims.cnf),
+    identityHeadersFor: undefined,
+    identityHeaders: undefined,
   }
 }

@@ -1,3 +1,4 @@
+import { internString } from '../../cache/intern.js'
 import { GatewayError } from '../../errors.js'
 import type { Principal } from '../authn/principal.js'
 
@@ -146,8 +147,6 @@ function asciiJson(value: unknown): string {
   return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0'))
 }
 
-/** Identity headers already computed, per principal (cached principals come back) and header mapping. */
-const computed = new WeakMap<Principal, { names: IdentityHeaderNames; headers: Readonly<Record<string, string>> }>()
 
 /**
  * The identity headers for a principal, computed before forwarding so that a
@@ -156,10 +155,10 @@ const computed = new WeakMap<Principal, { names: IdentityHeaderNames; headers: R
  * cache hits) under the same header mapping.
  */
 export function identityHeaders(principal: Principal, names: IdentityHeaderNames): Readonly<Record<string, string>> {
-  const known = computed.get(principal)
-  if (known !== undefined && known.names === names) return known.headers
+  if (principal.identityHeadersFor === names) return principal.identityHeaders!
   const headers = computeIdentityHeaders(principal, names)
-  computed.set(principal, { names, headers })
+  principal.identityHeaders = headers
+  principal.identityHeadersFor = names
   return headers
 }
 
@@ -172,7 +171,7 @@ function computeIdentityHeaders(principal: Principal, names: IdentityHeaderNames
   }
   put(names.clientId, principal.clientId, 'client_id')
   put(names.subject, principal.subject, 'sub')
-  put(names.scopes, [...principal.scopes].join(' '), 'scope')
+  put(names.scopes, internString([...principal.scopes].join(' ')), 'scope')
   put(names.issuer, principal.issuer, 'iss')
   for (const [claim, header] of names.claims) {
     const value = principal.claims[claim]
