@@ -1,5 +1,6 @@
-import { constants, createHash, createPublicKey, verify, type KeyObject } from 'node:crypto'
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto'
 import { GatewayError } from '../errors.js'
+import { verifySignature } from './jws-signature.js'
 
 /**
  * DPoP proofs (RFC 9449 §4.3), checked with node:crypto on the event loop
@@ -44,27 +45,24 @@ export interface VerifiedProof {
   readonly nonce: string | undefined
 }
 
+/** What a proof's jwk must be for its alg (the signature itself: oauth/jws-signature.ts). */
 interface KeyProfile {
   readonly kty: string
-  readonly hash: string | null
   readonly crv?: string
-  /** Signature length for ECDSA in JOSE form (r || s). */
-  readonly sigBytes?: number
-  readonly pss?: boolean
 }
 
 const PROFILES: Readonly<Record<DpopAlgorithm, KeyProfile>> = {
-  ES256: { kty: 'EC', hash: 'sha256', crv: 'P-256', sigBytes: 64 },
-  ES384: { kty: 'EC', hash: 'sha384', crv: 'P-384', sigBytes: 96 },
-  ES512: { kty: 'EC', hash: 'sha512', crv: 'P-521', sigBytes: 132 },
-  RS256: { kty: 'RSA', hash: 'sha256' },
-  RS384: { kty: 'RSA', hash: 'sha384' },
-  RS512: { kty: 'RSA', hash: 'sha512' },
-  PS256: { kty: 'RSA', hash: 'sha256', pss: true },
-  PS384: { kty: 'RSA', hash: 'sha384', pss: true },
-  PS512: { kty: 'RSA', hash: 'sha512', pss: true },
-  EdDSA: { kty: 'OKP', hash: null, crv: 'Ed25519' },
-  Ed25519: { kty: 'OKP', hash: null, crv: 'Ed25519' },
+  ES256: { kty: 'EC', crv: 'P-256' },
+  ES384: { kty: 'EC', crv: 'P-384' },
+  ES512: { kty: 'EC', crv: 'P-521' },
+  RS256: { kty: 'RSA' },
+  RS384: { kty: 'RSA' },
+  RS512: { kty: 'RSA' },
+  PS256: { kty: 'RSA' },
+  PS384: { kty: 'RSA' },
+  PS512: { kty: 'RSA' },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' },
+  Ed25519: { kty: 'OKP', crv: 'Ed25519' },
 }
 
 /** Private members of JWKs (RFC 7518 §6): a proof carrying one is refused. */
@@ -192,20 +190,9 @@ export function verifyProof(proof: string, settings: ProofSettings, ctx: ProofCo
   if (proof.length > MAX_PROOF_BYTES) invalid('the DPoP proof is too long')
   const parts = COMPACT.exec(proof)
   if (parts === null) invalid('the DPoP proof is not a signed JWT')
-  const { profile, jkt, publicKey } = proofHeader(parts[1]!, settings)
-  const signature = Buffer.from(parts[3]!, 'base64url')
-  if (profile.sigBytes !== undefined && signature.length !== profile.sigBytes) invalid('the DPoP proof\'s signature does not verify')
+  const { alg, jkt, publicKey } = proofHeader(parts[1]!, settings)
   const signed = Buffer.from(proof.slice(0, parts[1]!.length + 1 + parts[2]!.length), 'ascii')
-  const ok = verify(
-    profile.hash,
-    signed,
-    profile.kty === 'EC'
-      ? { key: publicKey, dsaEncoding: 'ieee-p1363' }
-      : profile.pss
-        ? { key: publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST }
-        : publicKey,
-    signature,
-  )
+  const ok = verifySignature(alg, publicKey, signed, Buffer.from(parts[3]!, 'base64url'))
   if (!ok) invalid('the DPoP proof\'s signature does not verify')
 
   const claims = decodeJson(parts[2]!, 'payload')

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { redisUp, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { makeKey, sign, type TestKey } from '../helpers/keys.js'
 import { startJwksServer, type JwksServer } from '../helpers/jwks.js'
 import { deletePrefix, OwnRedis, SHARED_REDIS_URL, uniquePrefix } from '../helpers/redis.js'
@@ -47,6 +47,8 @@ describe('replay across replicas (shared Redis)', () => {
   beforeAll(async () => {
     a = await startGateway(config(SHARED_REDIS_URL, prefix))
     b = await startGateway(config(SHARED_REDIS_URL, prefix))
+    await redisUp(a)
+    await redisUp(b)
   })
   afterAll(async () => {
     await a.close()
@@ -81,6 +83,7 @@ describe('Redis away', () => {
   it('deny (the default): 503 with Retry-After while Redis is down, accepted again once it is back', async () => {
     const g = await startGateway(config(redis.url, uniquePrefix('dpop-deny')))
     try {
+      await redisUp(g)
       expect((await call(g, proof(client, { htm: 'GET', htu, token }))).status).toBe(200)
       await redis.kill()
       let res = await call(g, proof(client, { htm: 'GET', htu, token }))

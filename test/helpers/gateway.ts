@@ -59,3 +59,9 @@ export async function startGateway(yaml: string, files: Record<string, string> =
     close: () => gateway.close(),
   }
 }
+
+/** Waits until the gateway's Redis connection is up (a gateway serves before it is: DPoP replay checks then answer 503). */
+export async function redisUp(g: TestGateway): Promise<void> {
+  for (let i = 0; i < 300 && !g.gateway.sharedStore?.up; i++) await new Promise((r) => setTimeout(r, 10))
+  if (!g.gateway.sharedStore?.up) throw new Error('Redis did not come up')
+}

@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto'
+import { createHmac, KeyObject, sign as cryptoSign, verify } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { makeKey, sign, signRawRs256, b64url } from '../helpers/keys.js'
 import { startFixture, standardConfig, AUDIENCE, ISSUER, type Fixture } from '../helpers/fixture.js'
@@ -111,6 +111,36 @@ describe('signature and algorithm attacks', () => {
     const key = f.keys.RS256
     const token = signRawRs256(key, { alg: 'RS256', kid: key.kid, crit: ['exp-extension'], 'exp-extension': 1 }, claims())
     await expectRejected(await call(token), 'token_malformed')
+  })
+
+  // The signature is checked by node:crypto, on the exact segments sent; jose checks all the rest.
+  it('refuses an ES256 signature in DER form, or of any length but 64 bytes, even when it verifies as DER', async () => {
+    const key = f.keys.ES256
+    const input = `${b64url(JSON.stringify({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' }))}.${b64url(JSON.stringify(claims()))}`
+    const der = cryptoSign('sha256', Buffer.from(input), KeyObject.from(key.privateKey))
+    expect(verify('sha256', Buffer.from(input), KeyObject.from(key.privateKey), der)).toBe(true)
+    await expectRejected(await call(`${input}.${der.toString('base64url')}`), 'signature_invalid')
+    const p1363 = cryptoSign('sha256', Buffer.from(input), { key: KeyObject.from(key.privateKey), dsaEncoding: 'ieee-p1363' })
+    expect((await call(`${input}.${p1363.toString('base64url')}`)).status).toBe(200)
+    await expectRejected(await call(`${input}.${Buffer.concat([p1363, Buffer.from([0])]).toString('base64url')}`), 'signature_invalid')
+  })
+
+  it('refuses a payload or header re-encoded (padding, other characters) from what was signed', async () => {
+    const token = await f.token({ scope: 'orders:read' })
+    const [h, p, s] = token.split('.') as [string, string, string]
+    const padded = Buffer.from(p, 'base64url').toString('base64') // standard alphabet, with padding
+    for (const forged of [`${h}.${p}=.${s}`, `${h}.${padded}.${s}`, `${h}=.${p}.${s}`, `${h}.${p}.${s}=`, `${h}.${p}.${s}A`]) {
+      // 400 where the Authorization header itself is not RFC 6750 syntax; never the upstream (call() checks).
+      expect([400, 401]).toContain((await call(forged)).status)
+    }
+  })
+
+  it('refuses a signature by a published key of another type than the alg says (ES256 header, RSA kid)', async () => {
+    const rsa = f.keys.RS256
+    const input = `${b64url(JSON.stringify({ alg: 'ES256', kid: rsa.kid, typ: 'at+jwt' }))}.${b64url(JSON.stringify(claims()))}`
+    const signature = cryptoSign('sha256', Buffer.from(input), KeyObject.from(rsa.privateKey))
+    const res = await call(`${input}.${signature.toString('base64url')}`)
+    expect(res.status).toBe(401)
   })
 
   it('refuses what is not a JWT', async () => {

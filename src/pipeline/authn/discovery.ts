@@ -1,4 +1,4 @@
-import { readLimited } from './remote-jwks.js'
+import { dependencyCall } from '../../http/dependency-call.js'
 
 export interface AuthorizationServerMetadata {
   readonly issuer: string
@@ -58,13 +58,12 @@ export class Discovery {
     try {
       let lastStatus = 0
       for (const url of metadataUrls(this.issuer)) {
-        const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'error', signal: AbortSignal.timeout(this.timeoutMs) })
+        const res = await dependencyCall(url, { method: 'GET', headers: { accept: 'application/json' }, timeoutMs: this.timeoutMs, maxBytes: 256 * 1024 })
         if (res.status !== 200) {
           lastStatus = res.status
-          await res.body?.cancel()
           continue
         }
-        const doc = JSON.parse(await readLimited(res, 256 * 1024)) as Record<string, unknown>
+        const doc = JSON.parse(res.text) as Record<string, unknown>
         if (doc.issuer !== this.issuer) throw new Error(`metadata at ${url} names issuer ${JSON.stringify(doc.issuer)}, not ${this.issuer}`)
         for (const field of ['jwks_uri', 'introspection_endpoint'] as const) {
           if (doc[field] !== undefined) {

@@ -1,4 +1,5 @@
-import { createLocalJWKSet, decodeJwt, errors, jwtVerify, type JWTVerifyGetKey } from 'jose'
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, UnsecuredJWT, type CompactJWSHeaderParameters, type JWTClaimVerificationOptions, type JWTPayload, type JWTVerifyGetKey, type ProtectedHeaderParameters } from 'jose'
+import { keyObjectOf, verifySignature } from '../../oauth/jws-signature.js'
 import type { CallObserver } from '../../observe/calls.js'
 
 /** A key lookup that may fetch (a remote set): its fetch is one of the request's calls. */
@@ -46,10 +47,12 @@ export function peekIssuer(token: string): string | undefined | null {
 }
 
 /**
- * Verifies a JWT access token with one issuer's keys and rules, all checked
- * by jose: signature, algorithm allow-list, iss, aud (any of), exp (required),
- * nbf and iat with the issuer's clock skew, and `typ` when the issuer requires
- * `at+jwt`.
+ * Verifies a JWT access token with one issuer's keys and rules: the
+ * signature with node:crypto (oauth/jws-signature.ts: on the event loop, no
+ * thread-pool hop), everything else by jose: header parsing, the algorithm
+ * allow-list, key selection, crit and b64, iss, aud (any of), exp (required),
+ * nbf and iat with the issuer's clock skew, and `typ` when the issuer
+ * requires `at+jwt`.
  */
 export async function verifyJwt(token: string, issuer: TrustedIssuer, calls?: CallObserver): Promise<Principal> {
   const getKey = issuer.getKey
@@ -63,26 +66,70 @@ export async function verifyJwt(token: string, issuer: TrustedIssuer, calls?: Ca
     ...(issuer.requireTyp ? { typ: issuer.requireTyp } : {}),
   }
   try {
-    const lookup: JWTVerifyGetKey = calls === undefined ? getKey : (h, t) => getKey(h, t, calls)
-    const { payload } = await jwtVerify(token, lookup, options)
-    return principalFromClaims(issuer.id, issuer.issuer, payload, issuer.scopeClaims)
-  } catch (err) {
-    if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toGatewayError(err)
-    // Several keys share the token's kid (and fit its alg): try each, a bounded number.
-    let last: unknown = err
-    let tried = 0
-    for await (const key of err) {
-      if (++tried > MAX_KEY_CANDIDATES) break
-      try {
-        const { payload } = await jwtVerify(token, key, options)
-        return principalFromClaims(issuer.id, issuer.issuer, payload, issuer.scopeClaims)
-      } catch (e) {
-        last = e
-        // Only a wrong signature says "try the next key"; any other failure is the token's.
-        if (!(e instanceof errors.JWSSignatureVerificationFailed)) break
+    const jws = compactParts(token)
+    const header = decodeProtectedHeader(token)
+    const alg = header.alg
+    if (typeof alg !== 'string' || !issuer.algorithms.includes(alg)) throw new errors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed')
+    const input = { payload: jws.payload, signature: jws.signature, protected: jws.protected }
+    let verified = false
+    try {
+      verified = signedBy(await getKey(header as CompactJWSHeaderParameters, input, calls), alg, jws)
+    } catch (err) {
+      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err
+      // Several keys share the token's kid (and fit its alg): try each, a bounded number.
+      let tried = 0
+      for await (const key of err) {
+        if (++tried > MAX_KEY_CANDIDATES || (verified = signedBy(key, alg, jws))) break
       }
     }
-    throw toGatewayError(last instanceof errors.JWKSMultipleMatchingKeys ? new errors.JWSSignatureVerificationFailed() : last)
+    if (!verified) throw new errors.JWSSignatureVerificationFailed()
+    return principalFromClaims(issuer.id, issuer.issuer, claimsChecked(header, jws.payload, options), issuer.scopeClaims)
+  } catch (err) {
+    throw toGatewayError(err)
+  }
+}
+
+interface CompactJws {
+  readonly protected: string
+  readonly payload: string
+  readonly signature: string
+  /** What was signed: the header and payload segments as sent. */
+  readonly signingInput: Buffer
+}
+
+function compactParts(token: string): CompactJws {
+  const first = token.indexOf('.')
+  const second = token.indexOf('.', first + 1)
+  if (first < 0 || second < 0 || token.indexOf('.', second + 1) >= 0) throw new errors.JWSInvalid('Invalid Compact JWS')
+  return {
+    protected: token.slice(0, first),
+    payload: token.slice(first + 1, second),
+    signature: token.slice(second + 1),
+    signingInput: Buffer.from(token.slice(0, second), 'latin1'),
+  }
+}
+
+function signedBy(key: unknown, alg: string, jws: CompactJws): boolean {
+  const keyObject = keyObjectOf(key)
+  if (keyObject === undefined) throw new errors.JOSEError('the key set handed out a key node:crypto cannot use')
+  return verifySignature(alg, keyObject, jws.signingInput, Buffer.from(jws.signature, 'base64url'))
+}
+
+/**
+ * The payload, once jose has checked it and the header (crit, b64, typ) as
+ * it checks a verified JWT's: through jose's own claims validation, reached
+ * by its public API for a JWT whose signature is already checked (the same
+ * header with alg "none", the same payload segment). jose then runs exactly
+ * what jwtVerify runs after its signature check.
+ */
+function claimsChecked(header: ProtectedHeaderParameters, payload: string, options: JWTClaimVerificationOptions): JWTPayload {
+  const unsecured = `${Buffer.from(JSON.stringify({ ...header, alg: 'none' })).toString('base64url')}.${payload}.`
+  try {
+    return UnsecuredJWT.decode(unsecured, options).payload
+  } catch (err) {
+    // Its own wording names "Unsecured JWT": a malformed header or payload is a malformed token.
+    if (err instanceof errors.JWTInvalid && err.message === 'Invalid Unsecured JWT') throw new errors.JWTInvalid('Invalid JWT', { cause: err.cause })
+    throw err
   }
 }
 

@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto'
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose'
 import { GatewayError } from '../../errors.js'
+import { dependencyCall } from '../../http/dependency-call.js'
 import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
 import type { GetKey } from './jwt.js'
 
@@ -145,16 +146,14 @@ export class RemoteJwks {
 async function fetchJwks(url: string, timeoutMs: number, calls: CallObserver | undefined): Promise<unknown> {
   const call = callStarted('jwks', 'GET', url, calls)
   try {
-    const res = await fetch(url, {
+    const res = await dependencyCall(url, {
+      method: 'GET',
       headers: withCallHeaders({ accept: 'application/jwk-set+json, application/json' }, call),
-      redirect: 'error',
-      signal: AbortSignal.timeout(timeoutMs),
+      timeoutMs,
+      maxBytes: MAX_JWKS_BYTES,
     })
-    if (res.status !== 200) {
-      await res.body?.cancel()
-      throw Object.assign(new Error(`JWKS endpoint answered ${res.status}`), { status: res.status })
-    }
-    const text = await readLimited(res, MAX_JWKS_BYTES)
+    if (res.status !== 200) throw Object.assign(new Error(`JWKS endpoint answered ${res.status}`), { status: res.status })
+    const text = res.text
     const doc = JSON.parse(text) as unknown
     call?.end(200)
     return doc
@@ -236,19 +235,3 @@ export function publicSigningKeys(doc: unknown): JSONWebKeySet {
   return { keys }
 }
 
-export async function readLimited(res: Response, maxBytes: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? '0')
-  if (declared > maxBytes) {
-    await res.body?.cancel()
-    throw new Error(`response larger than ${maxBytes} bytes`)
-  }
-  if (!res.body) return ''
-  const chunks: Uint8Array[] = []
-  let size = 0
-  for await (const chunk of res.body) {
-    size += chunk.byteLength
-    if (size > maxBytes) throw new Error(`response larger than ${maxBytes} bytes`)
-    chunks.push(chunk)
-  }
-  return Buffer.concat(chunks).toString('utf8')
-}
