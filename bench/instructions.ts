@@ -5,17 +5,22 @@
 // (the event loop) are counted: the system calls are the same for every Node
 // proxy here, and JIT and GC helper threads vary from run to run.
 //
+// HAProxy (nbthread 1) and nginx (one worker, no master) are counted the same
+// way, so that "fewer instructions per request than HAProxy jwt_verify" is a
+// number that does not move with the machine.
+//
 // Caveat: under valgrind OpenSSL runs without the CPU's SHA extensions, so
 // hashing tokens (the JWT and introspection routes) weighs more here than on
-// the real CPU.
+// the real CPU; it does so for HAProxy's signature checks too.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { Agent, get } from 'node:http'
 import { join } from 'node:path'
 
 export interface InstructionTarget {
-  /** One process, started with `node <args(port)>`. */
+  /** One process, started with `<command> <args(port)>` (command: this Node by default; HAProxy and nginx run as themselves). */
   readonly process: string
+  readonly command?: string
   readonly args: (port: number) => string[]
   /** What to measure on it, one after the other. */
   readonly scenarios: ReadonlyArray<{ name: string; path: string; headers: Headers }>
@@ -102,7 +107,7 @@ export async function countInstructions(targets: readonly InstructionTarget[], o
     const outFile = join(options.work, `callgrind-${target.process}`)
     const child = spawn(
       'valgrind',
-      ['--tool=callgrind', '--separate-threads=yes', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${outFile}`, process.execPath, ...target.args(port)],
+      ['--tool=callgrind', '--separate-threads=yes', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${outFile}`, target.command ?? process.execPath, ...target.args(port)],
       { cwd: options.cwd, stdio: 'ignore' },
     )
     try {

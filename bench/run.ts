@@ -8,10 +8,11 @@
 // Each ratio is the median of its per-round ratios (the two targets measured
 // in the same round), printed with their spread.
 //
-// Settings (environment): BENCH_DURATION (s, default 5), BENCH_ROUNDS (5),
-// BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (100000; 0 skips),
-// BENCH_INSTRUCTIONS (requests counted per Node target under callgrind, e.g. 4000; 0, the default, skips:
-// see bench/instructions.ts).
+// Settings (environment): BENCH_DURATION (s, default 3), BENCH_ROUNDS (3),
+// BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (200000; 0 skips),
+// BENCH_INSTRUCTIONS (requests per window counted under callgrind, default 2000; 0 skips: see
+// bench/instructions.ts; BENCH_INSTRUCTIONS_ALL=1 counts every Node target, not only the comparison with
+// HAProxy and nginx), BENCH_FRESH_PER_ROUND (12000). `npm run bench -- --quick`: every phase, small.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -23,13 +24,21 @@ import { TestCa } from '../test/helpers/pki.js'
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose'
 import { Redis } from 'ioredis'
 import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
+import { signPool, type PoolAlg } from './tokens.js'
+import { memoryPhase, type MemoryResult } from './memory.js'
 
-const DURATION = Number(process.env.BENCH_DURATION ?? 5)
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+/** --quick: every phase, each as small as still says something (a smoke run for CI, under two minutes). */
+const QUICK = process.argv.includes('--quick')
+const DURATION = Number(process.env.BENCH_DURATION ?? (QUICK ? 1 : 3))
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3))
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
-const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? 100_000)
+/** Distinct tokens of each kind sent in the memory phase (twice the default cache bound: the first ones are evicted). */
+const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? (QUICK ? 4_000 : 200_000))
 const ONLY = process.env.BENCH_TARGETS?.split(',')
-const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? 0)
+const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? (QUICK ? 0 : 2000))
+/** Fresh tokens per round and target (each target sees each once); the pool holds a warm-up slice and every round's. */
+const FRESH_PER_ROUND = Number(process.env.BENCH_FRESH_PER_ROUND ?? (QUICK ? 1_000 : 12_000))
+const FRESH_WARM = QUICK ? 500 : 2_000
 const ROOT = new URL('..', import.meta.url).pathname
 const WORK = mkdtempSync(join(tmpdir(), 'gw-bench-'))
 const ISSUER = 'https://bench.example'
@@ -110,6 +119,36 @@ interface Load {
   p50: number
   p99: number
   non2xx: number
+  /** From the token-stream generator (bench/load-http.mjs). */
+  p999?: number
+  /** How long the measure took (a fresh-token round runs until its tokens are sent). */
+  seconds?: number
+  /** Requests that reused a token of a stream meant to be fresh: should be 0. */
+  repeats?: number
+}
+
+/**
+ * A token stream (bench/load-http.mjs): fresh, each token of the pool sent
+ * once (a slice per round, another to warm up), or mixed (hot tokens the
+ * target has seen, and a share of fresh ones from the pool).
+ */
+interface TokenStream {
+  readonly file: string
+  /** Fresh tokens a round may take; a fresh stream sends exactly these. */
+  readonly perRound: number
+  /** Tokens before the first round's, for warming up (a mixed stream warms up on its hot tokens only). */
+  readonly warm: number
+  readonly hot?: string
+  readonly freshShare?: number
+}
+
+async function streamLoad(url: string, stream: TokenStream, seconds: number, round: number | 'warm', rate?: number): Promise<Load> {
+  const from = round === 'warm' ? 0 : stream.warm + round * stream.perRound
+  const count = round === 'warm' ? stream.warm : stream.perRound
+  const args = [join(ROOT, 'bench/load-http.mjs'), url, String(CONNECTIONS), String(seconds), '--tokens', stream.file, '--from', String(from), '--count', String(count)]
+  if (stream.hot) args.push('--hot', stream.hot, '--fresh-share', String(round === 'warm' ? 0 : (stream.freshShare ?? 0.1)))
+  if (rate !== undefined) args.push('--rate', String(rate))
+  return JSON.parse(await output(...pinned(1, process.execPath, args))) as Load
 }
 
 function parseWrkLatency(text: string, pct: string): number {
@@ -178,6 +217,14 @@ interface Target {
   dpop?: DpopLoad
   /** Driven by a protocol's own load generator (bench/load-ws.mjs, bench/load-grpc.mjs), with its extra arguments. */
   generator?: { readonly script: string; readonly args: readonly string[] }
+  /** Driven by a token stream: fresh (never-seen) or mixed tokens. */
+  stream?: TokenStream
+}
+
+/** One measure of a target: its own kind of load. */
+function measure(t: Target, seconds: number, round: number | 'warm'): Promise<Load> {
+  if (t.stream) return streamLoad(t.url, t.stream, t.stream.hot ? seconds : Math.max(120, seconds), round)
+  return load(t.url, t.headers, seconds, undefined, t.dpop, t.generator)
 }
 
 async function main(): Promise<void> {
@@ -185,14 +232,33 @@ async function main(): Promise<void> {
   spawnSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' })
 
   // Keys and tokens of the benchmark; generated here, never stored.
-  const keys: Record<'RS256' | 'ES256', { privateKey: CryptoKey; jwk: JWK }> = {} as never
-  for (const alg of ['RS256', 'ES256'] as const) {
+  const keys: Record<PoolAlg, { privateKey: CryptoKey; jwk: JWK }> = {} as never
+  for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
     const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true })
     keys[alg] = { privateKey, jwk: { ...(await exportJWK(publicKey)), kid: alg.toLowerCase(), alg, use: 'sig' } }
   }
   const jwksFile = join(WORK, 'jwks.json')
-  writeFileSync(jwksFile, JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk] }))
-  writeFileSync(join(WORK, 'rs256.pem'), createPublicKey({ key: keys.RS256.jwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }))
+  writeFileSync(jwksFile, JSON.stringify({ keys: [keys.RS256.jwk, keys.ES256.jwk, keys.EdDSA.jwk] }))
+  for (const alg of ['RS256', 'ES256'] as const) {
+    writeFileSync(join(WORK, `${alg.toLowerCase()}.pem`), createPublicKey({ key: keys[alg].jwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' }))
+  }
+  // Pools of distinct tokens for the fresh-token and mixed rows, and the memory phase.
+  const wants = (...names: string[]) => !ONLY || ONLY.some((o) => names.some((n) => n.startsWith(o) || o.startsWith(n)))
+  const pools: Partial<Record<PoolAlg, string>> = {}
+  let hotFile: string | undefined
+  if (wants('gateway-fresh', 'haproxy-fresh', 'diy-fresh', 'gateway-mixed', 'haproxy-mixed')) {
+    console.log(`signing ${FRESH_WARM + ROUNDS * FRESH_PER_ROUND} distinct tokens per algorithm for the fresh-token rows…`)
+    for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) {
+      const file = join(WORK, `fresh-${alg}.txt`)
+      await signPool(file, { alg, privateJwk: (await exportJWK(keys[alg].privateKey)) as Record<string, unknown>, kid: keys[alg].jwk.kid!, count: FRESH_WARM + ROUNDS * FRESH_PER_ROUND, issuer: ISSUER, audience: AUDIENCE, label: `fresh-${alg}` })
+      pools[alg] = file
+    }
+    hotFile = join(WORK, 'hot-RS256.txt')
+    await signPool(hotFile, { alg: 'RS256', privateJwk: (await exportJWK(keys.RS256.privateKey)) as Record<string, unknown>, kid: keys.RS256.jwk.kid!, count: 1_000, issuer: ISSUER, audience: AUDIENCE, label: 'hot' })
+  }
+  const freshStream = (alg: PoolAlg): TokenStream => ({ file: pools[alg]!, perRound: FRESH_PER_ROUND, warm: FRESH_WARM })
+  // 90 % of requests carry one of 1,000 tokens the target has seen, 10 % a token it never saw.
+  const mixedStream = (): TokenStream => ({ file: pools.RS256!, perRound: FRESH_PER_ROUND, warm: FRESH_WARM, hot: hotFile!, freshShare: 0.1 })
   const sign = (alg: 'RS256' | 'ES256', extra: Record<string, unknown> = {}) =>
     new SignJWT({ scope: 'read', client_id: 'bench', ...extra })
       .setProtectedHeader({ alg, kid: alg.toLowerCase(), typ: 'at+jwt' })
@@ -209,11 +275,17 @@ async function main(): Promise<void> {
 
   // Introspection endpoint (hit once: the cache is warm while measuring).
   const introspectPort = await freePort()
+  // Each token its own subject; a hundred clients between them (as a real issuer answers).
   const introspection = createServer((req, res) => {
-    req.resume()
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => (body += c))
     req.on('end', () => {
+      const token = new URLSearchParams(body).get('token') ?? ''
+      const n = createHash('sha256').update(token).digest().readUInt32BE(0)
       res.setHeader('content-type', 'application/json')
-      res.end(JSON.stringify({ active: true, iss: `${ISSUER}/opaque`, aud: AUDIENCE, scope: 'read', client_id: 'bench', sub: 'bench', exp: Math.floor(Date.now() / 1000) + 7200 }))
+      const now = Math.floor(Date.now() / 1000)
+      res.end(JSON.stringify({ active: true, iss: `${ISSUER}/opaque`, aud: AUDIENCE, scope: 'read', client_id: `client-${n % 100}`, sub: `user-${n}`, token_type: 'Bearer', iat: now, exp: now + 7200 }))
     })
   }).listen(introspectPort, '127.0.0.1')
 
@@ -254,7 +326,7 @@ upstreams:
   up: { url: "${upUrl}" }
   up-asserted: { url: "${upUrl}", assertion: true }
 issuers:
-  - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256] }
+  - { id: jwt, issuer: "${ISSUER}", keys: [{ file: jwks.json }], audiences: [${AUDIENCE}], algorithms: [RS256, ES256, EdDSA] }
   - id: opaque
     issuer: "${ISSUER}/opaque"
     audiences: [${AUDIENCE}]
@@ -462,9 +534,18 @@ routes:
     }
   }
 
-  if (has('haproxy')) {
-    const cfg = join(WORK, 'haproxy.cfg')
-    const port = await freePort()
+  // HAProxy jwt_verify (it verifies every token: it has no cache), one thread: RS256 on one frontend,
+  // ES256 on another (jwt_verify takes one key file; HAProxy 2.6 has no EdDSA).
+  const haproxyConfig = (port: number, esPort: number) => {
+    const cfg = join(WORK, `haproxy-${port}.cfg`)
+    const frontend = (name: string, bind: number, alg: string) => `frontend ${name}
+  bind 127.0.0.1:${bind}
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str ${alg} }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${join(WORK, `${alg.toLowerCase()}.pem`)}") -m int 1 }
+  default_backend be
+`
     writeFileSync(
       cfg,
       `global
@@ -475,27 +556,37 @@ defaults
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-frontend fe
-  bind 127.0.0.1:${port}
-  http-request set-var(txn.bearer) http_auth_bearer
-  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('$.alg')
-  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
-  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"${join(WORK, 'rs256.pem')}") -m int 1 }
-  default_backend be
-backend be
+${frontend('fe', port, 'RS256')}${frontend('fe-es', esPort, 'ES256')}backend be
   http-reuse always
   server up 127.0.0.1:${upPort}
 `,
     )
-    if (!ONLY || ONLY.some((o) => 'haproxy-jwt-RS256'.startsWith(o))) {
-      const child = start(0, 'haproxy', ['-f', cfg, '-db'], 'haproxy')
-      await waitForPort(port, child, 'haproxy').catch(() => undefined)
-      targets.push({ name: 'haproxy-jwt-RS256', pid: () => child.pid!, url: `http://127.0.0.1:${port}/x`, headers: bearer(tokens.RS256) })
-    }
+    return cfg
   }
-  if (has('nginx') && (!ONLY || ONLY.some((o) => 'nginx'.startsWith(o)))) {
+  if (has('haproxy') && wants('haproxy')) {
     const port = await freePort()
-    const prefix = join(WORK, 'nginx')
+    const esPort = await freePort()
+    const child = start(0, 'haproxy', ['-f', haproxyConfig(port, esPort), '-db'], 'haproxy')
+    await waitForPort(port, child, 'haproxy').catch(() => undefined)
+    const add = (name: string, t: Omit<Target, 'name' | 'pid'>) => {
+      if (wants(name)) targets.push({ name, pid: () => child.pid!, ...t })
+    }
+    add('haproxy-jwt-RS256', { url: `http://127.0.0.1:${port}/x`, headers: bearer(tokens.RS256) })
+    if (pools.RS256) {
+      add('haproxy-fresh-RS256', { url: `http://127.0.0.1:${port}/x`, headers: {}, stream: freshStream('RS256') })
+      add('haproxy-fresh-ES256', { url: `http://127.0.0.1:${esPort}/x`, headers: {}, stream: freshStream('ES256') })
+      add('haproxy-mixed-RS256', { url: `http://127.0.0.1:${port}/x`, headers: {}, stream: mixedStream() })
+    }
+    counted.push({
+      process: 'haproxy',
+      command: 'haproxy',
+      args: (p) => ['-f', haproxyConfig(p, 0), '-db'],
+      scenarios: [{ name: 'haproxy-jwt-RS256', path: '/x', headers: bearer(tokens.RS256) }],
+    })
+  }
+  // nginx: a reverse proxy without authentication, one worker (the floor of a C proxy).
+  const nginxConfig = (port: number) => {
+    const prefix = join(WORK, `nginx-${port}`)
     mkdirSync(join(prefix, 'logs'), { recursive: true })
     writeFileSync(
       join(prefix, 'nginx.conf'),
@@ -505,22 +596,55 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
   server { listen 127.0.0.1:${port}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `,
     )
-    const child = start(0, 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], 'nginx')
+    return ['-p', prefix, '-c', join(prefix, 'nginx.conf')]
+  }
+  if (has('nginx') && wants('nginx')) {
+    const port = await freePort()
+    const child = start(0, 'nginx', nginxConfig(port), 'nginx')
     await waitForPort(port, child, 'nginx').catch(() => undefined)
     targets.push({ name: 'nginx', pid: () => child.pid!, url: `http://127.0.0.1:${port}/`, headers: {} })
+    counted.push({ process: 'nginx', command: 'nginx', args: nginxConfig, scenarios: [{ name: 'nginx', path: '/', headers: {} }] })
+  }
+
+  // Fresh tokens: a gateway process of its own (its verified-token cache never holds them), each
+  // algorithm's pool sent once, beside HAProxy and the do-it-yourself peer on the same streams.
+  // Mixed: another gateway process, 1,000 hot tokens and a tenth never seen.
+  if (pools.RS256) {
+    for (const [name, rows] of [
+      ['gateway-fresh', (['RS256', 'ES256', 'EdDSA'] as const).map((alg) => [`gateway-fresh-${alg}`, freshStream(alg)] as const)],
+      ['gateway-mixed', [['gateway-mixed-RS256', mixedStream()] as const]],
+    ] as const) {
+      if (!rows.some(([row]) => wants(row))) continue
+      const port = await freePort()
+      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], name)
+      children.push(child)
+      await waitForPort(port, child, name)
+      for (const [row, stream] of rows) if (wants(row)) targets.push({ name: row, pid: () => child.pid!, url: `http://127.0.0.1:${port}/jwt`, headers: {}, stream })
+    }
+    const diy = targets.find((t) => t.name === 'diy-RS256')
+    if (diy) for (const alg of ['RS256', 'ES256', 'EdDSA'] as const) if (wants(`diy-fresh-${alg}`)) targets.push({ ...diy, name: `diy-fresh-${alg}`, headers: {}, stream: freshStream(alg) })
+    // Instructions: the gateway on fresh RS256 tokens (a process of its own, a token per request).
+    const pool = readFileSync(pools.RS256, 'utf8').split('\n').filter((l) => l.length > 0)
+    let next = 0
+    counted.push({
+      process: 'gateway-fresh',
+      args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p)],
+      scenarios: [{ name: 'gateway-fresh-RS256', path: '/jwt', headers: () => ({ Authorization: `Bearer ${pool[next++ % pool.length]}` }) }],
+    })
   }
 
   // Warm up, then interleaved rounds.
-  for (const t of targets) await load(t.url, t.headers, 1, undefined, t.dpop, t.generator)
+  for (const t of targets) await measure(t, 1, 'warm')
   const results = new Map<string, Array<Load & { cpuUsPerReq: number }>>()
   for (let round = 0; round < ROUNDS; round++) {
     const order = round % 2 === 0 ? targets : [...targets].reverse()
     for (const t of order) {
       const before = cpuTicks(t.pid())
-      const r = await load(t.url, t.headers, DURATION, undefined, t.dpop, t.generator)
+      const r = await measure(t, DURATION, round)
       const ticks = cpuTicks(t.pid()) - before
-      const cpuUsPerReq = r.rps > 0 ? ((ticks / CLK_TCK) * 1e6) / (r.rps * DURATION) : NaN
+      const cpuUsPerReq = r.rps > 0 ? ((ticks / CLK_TCK) * 1e6) / (r.rps * (r.seconds ?? DURATION)) : NaN
       if (r.non2xx > 0) console.warn(`  ${t.name}: ${r.non2xx} non-2xx responses`)
+      if ((r.repeats ?? 0) > 0) console.warn(`  ${t.name}: ${r.repeats} requests reused a token (the pool ran out)`)
       results.set(t.name, [...(results.get(t.name) ?? []), { ...r, cpuUsPerReq }])
       console.log(`  round ${round + 1} ${t.name.padEnd(22)} ${r.rps.toFixed(0).padStart(7)} req/s`)
     }
@@ -542,33 +666,72 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
     }
   }
 
-  // Peak RSS with many distinct cached tokens.
-  let memory: { tokens: number; peak_rss_mb: number } | undefined
-  if (gateway && MEMORY_TOKENS > 0) {
-    console.log(`memory: signing ${MEMORY_TOKENS} distinct tokens…`)
-    const file = join(WORK, 'tokens.txt')
-    const lines: string[] = []
-    for (let i = 0; i < MEMORY_TOKENS; i++) lines.push(await sign('ES256', { jti: String(i), sub: `client-${i}` }))
-    writeFileSync(file, lines.join('\n'))
-    const script = join(WORK, 'tokens.lua')
-    writeFileSync(
-      script,
-      `local tokens = {}
-for line in io.lines("${file}") do tokens[#tokens + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  if i > #tokens then i = 1 end
-  return wrk.format("GET", "/jwt", { ["Authorization"] = "Bearer " .. tokens[i] })
-end
-`,
-    )
-    if (WRK) {
-      const seconds = Math.max(10, Math.ceil(MEMORY_TOKENS / Math.max(summary['gateway-jwt-ES256']?.rps ?? 1000, 1)) + 5)
-      await load(`http://127.0.0.1:${gwPort}/jwt`, {}, seconds, script)
-      memory = { tokens: MEMORY_TOKENS, peak_rss_mb: Math.round(peakRssMb(gateway.pid!)) }
-    } else {
-      console.log('memory: skipped (needs wrk)')
+  // Latency under a fixed offered load (open loop): half of HAProxy's closed-loop maximum (of the
+  // gateway's JWT route without HAProxy), the same rate for every target, so tails compare.
+  const openBase = summary['haproxy-jwt-RS256'] ? 'haproxy-jwt-RS256' : 'gateway-jwt-RS256'
+  const openRate = Math.round((summary[openBase]?.rps ?? 0) / 2)
+  const openLoop: Array<{ name: string; rps: number; p50: number; p99: number; p999: number }> = []
+  if (openRate > 0) {
+    const chosen = ['direct', 'nginx', 'haproxy-jwt-RS256', 'gateway-public', 'gateway-jwt-RS256', 'gateway-introspection', 'diy-RS256']
+    const open = chosen.map((n) => targets.find((t) => t.name === n)).filter((t): t is Target => t !== undefined)
+    const rows = new Map<string, Load[]>()
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const t of round % 2 === 0 ? open : [...open].reverse()) {
+        const args = [join(ROOT, 'bench/load-http.mjs'), t.url, String(CONNECTIONS), String(DURATION), '--rate', String(openRate)]
+        for (const [k, v] of Object.entries(t.headers)) args.push('--header', `${k}: ${v}`)
+        const r = JSON.parse(await output(...pinned(1, process.execPath, args))) as Load
+        rows.set(t.name, [...(rows.get(t.name) ?? []), r])
+      }
+    }
+    for (const [name, rs] of rows) {
+      openLoop.push({ name, rps: Math.round(median(rs.map((r) => r.rps))), p50: median(rs.map((r) => r.p50)), p99: median(rs.map((r) => r.p99)), p999: median(rs.map((r) => r.p999 ?? NaN)) })
+    }
+  }
+
+  // Memory per cached entry, and the cost of each signature verification path (both in their own processes).
+  let entryBytes: { jwt: number; introspection: number } | undefined
+  let verification: Record<string, { node: number; webcrypto: number }> | undefined
+  if (wants('memory')) entryBytes = JSON.parse(await output(process.execPath, ['--expose-gc', join(ROOT, 'bench/entry-bytes.mjs'), String(QUICK ? 10_000 : 100_000)])) as typeof entryBytes
+  if (wants('gateway-fresh')) verification = JSON.parse(await output(...pinned(0, process.execPath, [join(ROOT, 'bench/verify-paths.mjs'), String(QUICK ? 500 : 5_000)]))) as typeof verification
+
+  // Memory and pauses: twice the default cache bound of distinct tokens of each kind, each kind through
+  // a gateway of its own (default cache settings), probed meanwhile.
+  const memory: MemoryResult[] = []
+  if (MEMORY_TOKENS > 0 && wants('memory')) {
+    const warm = 1_000
+    const jwtFile = join(WORK, 'memory-jwt.txt')
+    console.log(`memory: signing ${MEMORY_TOKENS + warm} distinct ES256 tokens…`)
+    await signPool(jwtFile, { alg: 'ES256', privateJwk: (await exportJWK(keys.ES256.privateKey)) as Record<string, unknown>, kid: keys.ES256.jwk.kid!, count: MEMORY_TOKENS + warm, issuer: ISSUER, audience: AUDIENCE, label: 'memory' })
+    const opaqueFile = join(WORK, 'memory-opaque.txt')
+    writeFileSync(opaqueFile, Array.from({ length: MEMORY_TOKENS + warm }, () => randomBytes(32).toString('base64url')).join('\n') + '\n')
+    for (const [kind, file, path] of [['JWTs', jwtFile, '/jwt'], ['introspection results', opaqueFile, '/opaque']] as const) {
+      const port = await freePort()
+      const adminPort = await freePort()
+      const config = join(WORK, `memory-${port}.yaml`)
+      writeFileSync(
+        config,
+        readFileSync(gatewayConfig(port), 'utf8').replace('admin: { listen: "127.0.0.1:0" }', `admin: { listen: "127.0.0.1:${adminPort}" }`),
+      )
+      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', config], `memory-${kind}`)
+      children.push(child)
+      await waitForPort(port, child, `memory-${kind}`)
+      const stream: TokenStream = { file, perRound: MEMORY_TOKENS, warm }
+      const url = `http://127.0.0.1:${port}${path}`
+      await streamLoad(url, stream, 120, 'warm')
+      console.log(`memory: ${MEMORY_TOKENS} distinct ${kind}…`)
+      const result = await memoryPhase({
+        kind,
+        pid: child.pid!,
+        adminUrl: `http://127.0.0.1:${adminPort}`,
+        tokens: MEMORY_TOKENS,
+        load: async () => {
+          const r = await streamLoad(url, stream, 900, 0)
+          if (r.non2xx > 0) console.warn(`  memory ${kind}: ${r.non2xx} non-2xx responses`)
+          return r.rps
+        },
+      })
+      memory.push(result)
+      child.kill('SIGKILL')
     }
   }
 
@@ -577,7 +740,10 @@ end
   if (INSTRUCTIONS > 0) {
     if (canCountInstructions()) {
       console.log(`instructions: ${INSTRUCTIONS} requests per scenario under callgrind…`)
-      instructions = Object.fromEntries(await countInstructions(counted, { requests: INSTRUCTIONS, cwd: ROOT, work: WORK, freePort }))
+      // By default the comparison with HAProxy and nginx only (every Node target takes minutes under valgrind).
+      const comparison = new Set(['gateway-public', 'gateway-jwt-RS256', 'gateway-fresh-RS256', 'haproxy-jwt-RS256', 'nginx', 'node-floor'])
+      const chosen = process.env.BENCH_INSTRUCTIONS_ALL ? counted : counted.map((t) => ({ ...t, scenarios: t.scenarios.filter((s) => comparison.has(s.name)) }))
+      instructions = Object.fromEntries(await countInstructions(chosen, { requests: INSTRUCTIONS, cwd: ROOT, work: WORK, freePort }))
     } else {
       console.log('instructions: skipped (needs valgrind)')
     }
@@ -619,6 +785,10 @@ end
     { ...compare('JWT route / public route, both over h2c (RS256)', 'gateway-protocols-h2c-jwt-RS256', 'gateway-protocols-h2c-public'), goal: 0.9 },
     { ...compare('public route / fastify + @fastify/http-proxy', 'gateway-public', 'fastify-http-proxy'), goal: 1.2 },
     { ...compare('JWT route / HAProxy jwt_verify (RS256, stretch)', 'gateway-jwt-RS256', 'haproxy-jwt-RS256'), goal: 1 },
+    { ...compare('fresh tokens (RS256) / HAProxy jwt_verify, same stream', 'gateway-fresh-RS256', 'haproxy-fresh-RS256'), goal: 0.8 },
+    { ...compare('fresh tokens (RS256) / do-it-yourself, same stream', 'gateway-fresh-RS256', 'diy-fresh-RS256'), goal: 3 },
+    { ...compare('fresh tokens (ES256) / do-it-yourself, same stream', 'gateway-fresh-ES256', 'diy-fresh-ES256'), goal: 3 },
+    { ...compare('fresh tokens (EdDSA) / do-it-yourself, same stream', 'gateway-fresh-EdDSA', 'diy-fresh-EdDSA'), goal: 3 },
   ]
   // No goals: how far the gateway is from the least a Node proxy can do, and where HAProxy stands against that.
   const context = [
@@ -626,6 +796,9 @@ end
     compare('JWT route (RS256) / Node floor', 'gateway-jwt-RS256', 'node-floor'),
     compare('HAProxy jwt_verify / Node floor', 'haproxy-jwt-RS256', 'node-floor'),
     compare('gRPC unary over h2c through the gateway / direct', 'gateway-protocols-grpc-RS256', 'direct-grpc'),
+    compare('fresh tokens (ES256) / HAProxy jwt_verify, same stream', 'gateway-fresh-ES256', 'haproxy-fresh-ES256'),
+    compare('mixed 90 % seen, 10 % fresh (RS256) / HAProxy', 'gateway-mixed-RS256', 'haproxy-mixed-RS256'),
+    compare('mixed (RS256) / the same route, one token', 'gateway-mixed-RS256', 'gateway-jwt-RS256'),
   ]
 
   console.log('\ntarget                   req/s  vs direct  p50 ms  p99 ms  CPU µs/req  peak RSS MB')
@@ -663,16 +836,40 @@ end
       ['JWT route, tracing at 1 % vs off (RS256)', per('gateway-tracing-1pct-RS256', 'gateway-jwt-RS256')],
       ['DPoP route vs JWT route (RS256, fresh proof each)', per('gateway-sc-dpop-RS256', 'gateway-sc-jwt-RS256')],
       ['public route vs Node floor', per('gateway-public', 'node-floor')],
+      ['JWT route (RS256) vs HAProxy jwt_verify (the moonshot: ≥ 1)', per('gateway-jwt-RS256', 'haproxy-jwt-RS256')],
+      ['fresh RS256 tokens vs HAProxy jwt_verify', per('gateway-fresh-RS256', 'haproxy-jwt-RS256')],
+      ['public route vs nginx (no authentication)', per('gateway-public', 'nginx')],
     ] as const) {
       if (value !== undefined) console.log(`${check.padEnd(50)} ${value.toFixed(2).padStart(5)}`)
     }
   }
-  if (memory) console.log(`\npeak RSS with ${memory.tokens} distinct cached tokens: ${memory.peak_rss_mb} MB (goal < 200)  ${memory.peak_rss_mb < 200 ? 'met' : 'NOT met'}`)
+  if (openLoop.length > 0) {
+    console.log(`\nopen loop: ${openRate} requests/s offered to each (half of ${openBase}'s closed-loop req/s), latency from when each was due, ms`)
+    console.log('target                    p50      p99    p99.9   achieved req/s')
+    for (const o of openLoop) console.log(`${o.name.padEnd(22)} ${o.p50.toFixed(2).padStart(6)} ${o.p99.toFixed(2).padStart(8)} ${o.p999.toFixed(2).padStart(8)}   ${String(o.rps).padStart(7)}`)
+  }
+  if (memory.length > 0) {
+    console.log('\nmemory: distinct tokens through a gateway of their own (default cache: 100,000 entries), probed every 100 ms')
+    console.log('kind                     tokens   req/s  RSS at start  peak RSS  probe p99/max ms  event loop p99/max ms')
+    for (const m of memory) {
+      console.log(
+        `${m.kind.padEnd(22)} ${String(m.tokens).padStart(8)} ${String(m.rps).padStart(7)} ${String(m.rss_start_mb).padStart(10)} MB ${String(m.peak_rss_mb).padStart(6)} MB  ${`${m.probe_p99_ms}/${m.probe_max_ms}`.padStart(16)}  ${`${m.event_loop_p99_ms}/${m.event_loop_max_ms}`.padStart(20)}`,
+      )
+    }
+    for (const m of memory) {
+      console.log(`  ${m.kind}: peak RSS ${m.peak_rss_mb} MB (goal ≤ 250) ${m.peak_rss_mb <= 250 ? 'met' : 'NOT met'}; longest stall ${Math.max(m.event_loop_max_ms, m.probe_max_ms)} ms (goal ≤ 50) ${Math.max(m.event_loop_max_ms, m.probe_max_ms) <= 50 ? 'met' : 'NOT met'}`)
+    }
+  }
+  if (entryBytes) console.log(`\nbytes per cached entry (heap after a full collection, 100,000 entries): JWT ${entryBytes.jwt}, introspection result ${entryBytes.introspection}`)
+  if (verification) {
+    console.log('\nsignature verification, µs of CPU per token on one core (node:crypto is what the gateway uses)')
+    for (const [alg, v] of Object.entries(verification)) console.log(`${alg.padEnd(8)} node:crypto ${v.node.toFixed(1).padStart(6)}   WebCrypto ${v.webcrypto.toFixed(1).padStart(6)}`)
+  }
 
   const outDir = join(ROOT, 'bench/results')
   mkdirSync(outDir, { recursive: true })
   const out = join(outDir, `${new Date().toISOString().replace(/[:.]/g, '-')}.json`)
-  writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, memory, instructions }, null, 2))
+  writeFileSync(out, JSON.stringify({ settings: { DURATION, ROUNDS, CONNECTIONS, QUICK, FRESH_PER_ROUND, MEMORY_TOKENS, wrk: WRK, pinned: PIN }, summary, ratios: targetsMet, context, openLoop: { rate: openRate, base: openBase, rows: openLoop }, memory, entryBytes, verification, instructions }, null, 2))
   console.log(`\nwrote ${out}`)
   introspection.close()
   sink?.close()

@@ -19,7 +19,7 @@ const server = createServer(async (req, res) => {
   const auth = req.headers.authorization
   if (!auth || !auth.startsWith('Bearer ')) return deny(res, 401)
   try {
-    const { payload } = await jwtVerify(auth.slice(7), jwks, { issuer, audience, algorithms: ['RS256', 'ES256'] })
+    const { payload } = await jwtVerify(auth.slice(7), jwks, { issuer, audience, algorithms: ['RS256', 'ES256', 'EdDSA'] })
     if (typeof payload.scope !== 'string' || !payload.scope.split(' ').includes(scope)) return deny(res, 403)
   } catch {
     return deny(res, 401)

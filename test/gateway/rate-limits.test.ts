@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { redisUp, startGateway, type TestGateway } from '../helpers/gateway.js'
 import { makeKey, sign, type TestKey } from '../helpers/keys.js'
 import { startJwksServer, type JwksServer } from '../helpers/jwks.js'
 import { bearer, send, startEchoUpstream, type Echoed, type Listening, type RawResponse } from '../helpers/servers.js'
@@ -41,6 +41,8 @@ ${routes}`
 async function gateway(yaml: string): Promise<TestGateway> {
   const g = await startGateway(yaml)
   gateways.push(g)
+  // With Redis configured, wait for it: a gateway serves before it connects (limits then fall back).
+  if (g.gateway.sharedStore) await redisUp(g)
   return g
 }
 

@@ -5,7 +5,7 @@ import type { Codec } from '../../cache/tiered-cache.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import { dependencyCall } from '../../http/dependency-call.js'
 import { Interner, internString } from '../../cache/intern.js'
-import { DEFAULT_SCOPE_CLAIMS, scopesFromClaims, type Principal } from './principal.js'
+import { DEFAULT_SCOPE_CLAIMS, scopesFromClaims, sharedScopes, type Principal } from './principal.js'
 import type { ClaimPath } from './claim-path.js'
 import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
 
@@ -309,7 +309,7 @@ function scopesOf(issuer: IntrospectingIssuer, record: IntrospectionRecord): Rea
 const scopeSets = new Interner<ReadonlySet<string>>(1024)
 
 function defaultScopes(scope: string | undefined): ReadonlySet<string> {
-  return scope === undefined ? NO_SCOPES : scopeSets.get(scope, (s) => scopesFromClaims({ scope: s }))
+  return scope === undefined ? NO_SCOPES : scopeSets.get(scope, (s) => sharedScopes(scopesFromClaims({ scope: s })))
 }
 
 const NO_SCOPES: ReadonlySet<string> = new Set()

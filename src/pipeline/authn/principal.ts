@@ -1,3 +1,4 @@
+import { Interner } from '../../cache/intern.js'
 import { GatewayError } from '../../errors.js'
 import { readClaim, type ClaimPath } from './claim-path.js'
 import { confirmationOf, type Confirmation } from './confirmation.js'
@@ -37,6 +38,16 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
 function scopeToken(s: string, claim: string): string {
   if (!SCOPE_TOKEN.test(s)) throw new GatewayError('claims_invalid', `the "${claim}" claim holds a value that is not a scope`)
   return s
+}
+
+/** Scope sets kept once per distinct set: cached principals share them (most tokens carry one of a few). */
+const sharedSets = new Interner<ReadonlySet<string>>(1024)
+
+/** The kept set equal to `scopes` (never changed by anyone: principals are read-only). */
+export function sharedScopes(scopes: ReadonlySet<string>): ReadonlySet<string> {
+  let key = ''
+  for (const s of scopes) key += s + ' '
+  return sharedSets.get(key, () => scopes)
 }
 
 /** Where scopes are read by default: `scope` and `scp`. */

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto'
 import { ExpiringLru } from '../../cache/lru.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import type { TrustedIssuer } from './jwt.js'
-import type { Principal } from './principal.js'
+import { sharedScopes, type Principal } from './principal.js'
 
 interface Entry {
   readonly principal: Principal
@@ -54,7 +54,7 @@ export class VerifiedTokenCache implements TokenKeyed {
     const claims: Record<string, unknown> = {}
     for (const name of keepClaims) if (principal.claims[name] !== undefined) claims[name] = principal.claims[name]
     if (principal.claims.nbf !== undefined) claims.nbf = principal.claims.nbf
-    this.entries.set(key, { principal: { ...principal, claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
+    this.entries.set(key, { principal: { ...principal, scopes: sharedScopes(principal.scopes), claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
   }
 
   /** Forgets every verified token (a replica that may have missed revocations). */
