@@ -94,7 +94,7 @@ await Promise.all(
   }),
 )
 
-const started = performance.now()
+let started = performance.now()
 const until = started + seconds * 1000
 let ended = started
 if (values.rate === undefined) {
@@ -112,25 +112,43 @@ if (values.rate === undefined) {
   ended = performance.now()
 } else {
   const rate = Number(values.rate)
+  // Open loop. Requests are sent on a fixed schedule (due times), whatever the answers do; a warm-up
+  // second first, at the same rate and not counted (the generator's own code gets compiled).
   const inflight = new Set()
-  let sent = 0
-  await new Promise((resolve) => {
-    const tick = () => {
-      const now = performance.now()
-      const due = Math.min(Math.floor(((Math.min(now, until) - started) * rate) / 1000), Math.floor(seconds * rate))
-      while (sent < due) {
-        const token = nextToken()
-        if (token === null) break
-        const p = one(token, started + (sent * 1000) / rate)
-        inflight.add(p)
-        void p.then(() => inflight.delete(p))
-        sent++
+  const schedule = (from, seconds, counted) =>
+    new Promise((resolve) => {
+      let sent = 0
+      const total = Math.floor(seconds * rate)
+      const tick = () => {
+        const now = performance.now()
+        const due = Math.min(Math.floor(((now - from) * rate) / 1000), total)
+        while (sent < due) {
+          const token = counted ? nextToken() : undefined
+          if (token === null) return resolve()
+          const dueAt = from + (sent * 1000) / rate
+          const p = counted ? one(token, dueAt) : warmOne()
+          inflight.add(p)
+          void p.then(() => inflight.delete(p))
+          sent++
+        }
+        if (sent >= total) return resolve()
+        setTimeout(tick, 1)
       }
-      if (now >= until) return resolve()
-      setTimeout(tick, 1)
+      tick()
+    })
+  const warmOne = async () => {
+    try {
+      const res = await pool.request({ method: 'GET', path: target.pathname + target.search, headers: extra })
+      await res.body.dump()
+    } catch {
+      // Not counted.
     }
-    tick()
-  })
+  }
+  await schedule(performance.now(), 1, false)
+  await Promise.all(inflight)
+  const from = performance.now()
+  started = from
+  await schedule(from, seconds, true)
   await Promise.all(inflight)
   ended = performance.now()
 }
