@@ -142,12 +142,11 @@ interface TokenStream {
   readonly freshShare?: number
 }
 
-async function streamLoad(url: string, stream: TokenStream, seconds: number, round: number | 'warm', rate?: number): Promise<Load> {
+async function streamLoad(url: string, stream: TokenStream, seconds: number, round: number | 'warm', connections = CONNECTIONS): Promise<Load> {
   const from = round === 'warm' ? 0 : stream.warm + round * stream.perRound
   const count = round === 'warm' ? stream.warm : stream.perRound
-  const args = [join(ROOT, 'bench/load-http.mjs'), url, String(CONNECTIONS), String(seconds), '--tokens', stream.file, '--from', String(from), '--count', String(count)]
+  const args = [join(ROOT, 'bench/load-http.mjs'), url, String(connections), String(seconds), '--tokens', stream.file, '--from', String(from), '--count', String(count)]
   if (stream.hot) args.push('--hot', stream.hot, '--fresh-share', String(round === 'warm' ? 0 : (stream.freshShare ?? 0.1)))
-  if (rate !== undefined) args.push('--rate', String(rate))
   return JSON.parse(await output(...pinned(1, process.execPath, args))) as Load
 }
 
@@ -695,7 +694,7 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
   if (wants('gateway-fresh')) verification = JSON.parse(await output(...pinned(0, process.execPath, [join(ROOT, 'bench/verify-paths.mjs'), String(QUICK ? 500 : 5_000)]))) as typeof verification
 
   // Memory and pauses: twice the default cache bound of distinct tokens of each kind, each kind through
-  // a gateway of its own (default cache settings), probed meanwhile.
+  // a gateway of its own (default cache settings), as fast as ten connections go, probed meanwhile.
   const memory: MemoryResult[] = []
   if (MEMORY_TOKENS > 0 && wants('memory')) {
     const warm = 1_000
@@ -725,7 +724,8 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
         adminUrl: `http://127.0.0.1:${adminPort}`,
         tokens: MEMORY_TOKENS,
         load: async () => {
-          const r = await streamLoad(url, stream, 900, 0)
+          // Ten connections: the loop's delay then shows pauses, not fifty requests queued for their turn.
+          const r = await streamLoad(url, stream, 900, 0, 10)
           if (r.non2xx > 0) console.warn(`  memory ${kind}: ${r.non2xx} non-2xx responses`)
           return r.rps
         },
