@@ -8,11 +8,11 @@
 // Each ratio is the median of its per-round ratios (the two targets measured
 // in the same round), printed with their spread.
 //
-// Settings (environment): BENCH_DURATION (s, default 3), BENCH_ROUNDS (3),
+// Settings (environment): BENCH_DURATION (s, default 2), BENCH_ROUNDS (3),
 // BENCH_CONNECTIONS (50), BENCH_TARGETS (comma-separated subset), BENCH_MEMORY_TOKENS (200000; 0 skips),
-// BENCH_INSTRUCTIONS (requests per window counted under callgrind, default 2000; 0 skips: see
-// bench/instructions.ts; BENCH_INSTRUCTIONS_ALL=1 counts every Node target, not only the comparison with
-// HAProxy and nginx), BENCH_FRESH_PER_ROUND (12000). `npm run bench -- --quick`: every phase, small.
+// BENCH_INSTRUCTIONS (requests per window counted under callgrind; 0 skips: see
+// bench/instructions.ts; default 500; BENCH_INSTRUCTIONS_ALL=1 counts every Node target, not only the comparison with
+// HAProxy and nginx), BENCH_FRESH_PER_ROUND (8000). `npm run bench -- --quick`: every phase, small.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -29,15 +29,15 @@ import { memoryPhase, type MemoryResult } from './memory.js'
 
 /** --quick: every phase, each as small as still says something (a smoke run for CI, under two minutes). */
 const QUICK = process.argv.includes('--quick')
-const DURATION = Number(process.env.BENCH_DURATION ?? (QUICK ? 1 : 3))
+const DURATION = Number(process.env.BENCH_DURATION ?? (QUICK ? 1 : 2))
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3))
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 /** Distinct tokens of each kind sent in the memory phase (twice the default cache bound: the first ones are evicted). */
 const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? (QUICK ? 4_000 : 200_000))
 const ONLY = process.env.BENCH_TARGETS?.split(',')
-const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? (QUICK ? 0 : 1000))
+const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? (QUICK ? 0 : 500))
 /** Fresh tokens per round and target (each target sees each once); the pool holds a warm-up slice and every round's. */
-const FRESH_PER_ROUND = Number(process.env.BENCH_FRESH_PER_ROUND ?? (QUICK ? 1_000 : 12_000))
+const FRESH_PER_ROUND = Number(process.env.BENCH_FRESH_PER_ROUND ?? (QUICK ? 1_000 : 8_000))
 const FRESH_WARM = QUICK ? 500 : 2_000
 const ROOT = new URL('..', import.meta.url).pathname
 const WORK = mkdtempSync(join(tmpdir(), 'gw-bench-'))
@@ -535,7 +535,7 @@ routes:
 
   // HAProxy jwt_verify (it verifies every token: it has no cache), one thread: RS256 on one frontend,
   // ES256 on another (jwt_verify takes one key file; HAProxy 2.6 has no EdDSA).
-  const haproxyConfig = (port: number, esPort: number) => {
+  const haproxyConfig = (port: number, esPort?: number) => {
     const cfg = join(WORK, `haproxy-${port}.cfg`)
     const frontend = (name: string, bind: number, alg: string) => `frontend ${name}
   bind 127.0.0.1:${bind}
@@ -555,7 +555,7 @@ defaults
   timeout connect 5s
   timeout client 60s
   timeout server 60s
-${frontend('fe', port, 'RS256')}${frontend('fe-es', esPort, 'ES256')}backend be
+${frontend('fe', port, 'RS256')}${esPort === undefined ? '' : frontend('fe-es', esPort, 'ES256')}backend be
   http-reuse always
   server up 127.0.0.1:${upPort}
 `,
@@ -579,7 +579,7 @@ ${frontend('fe', port, 'RS256')}${frontend('fe-es', esPort, 'ES256')}backend be
     counted.push({
       process: 'haproxy',
       command: 'haproxy',
-      args: (p) => ['-f', haproxyConfig(p, 0), '-db'],
+      args: (p) => ['-f', haproxyConfig(p), '-db'],
       scenarios: [{ name: 'haproxy-jwt-RS256', path: '/x', headers: bearer(tokens.RS256) }],
     })
   }
