@@ -30,7 +30,7 @@ export interface InstructionTarget {
 export type Headers = Record<string, string> | ((origin: string) => Record<string, string>)
 
 export interface InstructionOptions {
-  /** Requests counted per window, five windows per scenario (after three times as many, and at least 3,000, to warm up). */
+  /** Requests counted per window, five windows per scenario (after four times as many, and at least 2,000, to warm up). */
   readonly requests: number
   readonly cwd: string
   readonly work: string
@@ -115,7 +115,7 @@ export async function countInstructions(targets: readonly InstructionTarget[], o
       await waitUntilServing(origin + target.scenarios[0]!.path, child)
       let dump = 0
       for (const s of target.scenarios) {
-        await send(origin + s.path, s.headers, Math.max(options.requests * 3, 3_000))
+        await send(origin + s.path, s.headers, Math.max(options.requests * 4, 2_000))
         // Several windows, and their median: a major GC or a deoptimisation that falls into one
         // window adds tens of thousands of instructions per request to it, never to most.
         const perWindow: number[] = []
