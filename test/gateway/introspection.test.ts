@@ -40,7 +40,7 @@ afterAll(async () => {
 function config(options: { redis?: boolean; maxTtl?: string; negativeTtl?: string; authMethod?: string } = {}): string {
   return `
 ${options.redis ? `cache: { redis: { url: "${SHARED_REDIS_URL}", key_prefix: "${prefix}" } }` : ''}
-identity_headers: { claims: { tenant: X-Tenant } }
+identity_headers: { claims: { tenant: X-Tenant, toString: X-Tostring, constructor: X-Ctor } }
 upstreams: { api: { url: "${upstream.url}" } }
 issuers:
   - id: a
@@ -96,6 +96,22 @@ describe('opaque tokens', () => {
     }
     expect(asA.calls.get(token)).toBe(1)
     expect(asA.lastAuth).toBe('basic')
+  })
+
+  it('a claim named like what every object inherits is absent unless the endpoint sends it', async () => {
+    const g = await gateway()
+    for (const [claims, expected] of [
+      [{}, { 'x-tostring': undefined, 'x-ctor': undefined }],
+      [{ constructor: 'c-1', toString: 't-1' }, { 'x-tostring': 't-1', 'x-ctor': 'c-1' }],
+    ] as const) {
+      const token = opaque(claims)
+      for (let i = 0; i < 2; i++) {
+        const res = await call(g, token)
+        expect(res.status).toBe(200)
+        const headers = res.json<Echoed>().headers
+        expect({ 'x-tostring': headers['x-tostring'], 'x-ctor': headers['x-ctor'] }).toEqual(expected)
+      }
+    }
   })
 
   it('authenticates to the endpoint with client_secret_post as well', async () => {

@@ -51,3 +51,33 @@ describe('claims that HTTP would alter', () => {
     expect(res.json<Echoed>().headers['x-scopes']).toBe('orders:read x:y')
   })
 })
+
+describe('claims named like what every object inherits', () => {
+  // Identity headers name claims; a token that lacks `toString` or `constructor` must not send
+  // what a JavaScript object inherits under that name (nor fail on it), fresh or from the cache.
+  let g: Fixture
+  beforeAll(async () => {
+    g = await startFixture((jwks, up) => standardConfig(jwks, up, 'identity_headers:\n  claims: { toString: X-Tostring, constructor: X-Ctor, hasOwnProperty: X-Hop, valueOf: X-Valueof }\n'))
+  })
+  afterAll(() => g.close())
+
+  it('are absent when the token lacks them, on the first request and from the verified-token cache', async () => {
+    const token = await g.token({})
+    for (let i = 0; i < 2; i++) {
+      const res = await send(g.gw.url, { path: '/orders/1', headers: [bearer(token)] })
+      expect(res.status).toBe(200)
+      const headers = res.json<Echoed>().headers
+      for (const name of ['x-tostring', 'x-ctor', 'x-hop', 'x-valueof']) expect(headers[name]).toBeUndefined()
+    }
+  })
+
+  it('travel when the token holds them', async () => {
+    const token = await g.token({ constructor: 'c-1', toString: 't-1' })
+    for (let i = 0; i < 2; i++) {
+      const res = await send(g.gw.url, { path: '/orders/1', headers: [bearer(token)] })
+      expect(res.status).toBe(200)
+      expect(res.json<Echoed>().headers['x-ctor']).toBe('c-1')
+      expect(res.json<Echoed>().headers['x-tostring']).toBe('t-1')
+    }
+  })
+})

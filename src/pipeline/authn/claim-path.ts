@@ -34,3 +34,8 @@ export function readClaim(claims: Readonly<Record<string, unknown>>, path: Claim
   }
   return v
 }
+
+/** A claim by name: an own property only (a claim named `toString` or `constructor` that a token lacks is absent). */
+export function ownClaim(claims: Readonly<Record<string, unknown>>, name: string): unknown {
+  return Object.hasOwn(claims, name) ? claims[name] : undefined
+}

@@ -6,7 +6,7 @@ import type { TokenKeyed } from '../extract/bearer.js'
 import { dependencyCall } from '../../http/dependency-call.js'
 import { Interner, internString } from '../../cache/intern.js'
 import { DEFAULT_SCOPE_CLAIMS, scopesFromClaims, sharedScopes, type Principal } from './principal.js'
-import type { ClaimPath } from './claim-path.js'
+import { ownClaim, type ClaimPath } from './claim-path.js'
 import { callStarted, withCallHeaders, type CallObserver } from '../../observe/calls.js'
 
 /**
@@ -196,7 +196,8 @@ export class IntrospectionClient implements TokenKeyed {
     const tokenUse = optionalString(doc, 'token_use')
     let claims: Record<string, unknown> | undefined
     for (const name of this.settings.keepClaims) {
-      if (doc[name] !== undefined) (claims ??= {})[name] = doc[name]
+      const value = ownClaim(doc, name)
+      if (value !== undefined) (claims ??= {})[name] = value
     }
     // One literal with every field (absent ones undefined): all records share one shape, fields in the object.
     const record: IntrospectionRecord = {
@@ -300,7 +301,7 @@ function scopesOf(issuer: IntrospectingIssuer, record: IntrospectionRecord): Rea
   let readsScope = false
   for (const path of paths) {
     if (path.length === 1 && path[0] === 'scope') readsScope = true
-    else if (record.claims?.[path[0]!] !== undefined) return scopesFromClaims({ ...record.claims, scope: record.scope }, paths)
+    else if (record.claims !== undefined && ownClaim(record.claims, path[0]!) !== undefined) return scopesFromClaims({ ...record.claims, scope: record.scope }, paths)
   }
   return readsScope ? defaultScopes(record.scope) : NO_SCOPES
 }

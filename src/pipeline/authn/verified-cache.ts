@@ -3,6 +3,7 @@ import { ExpiringLru } from '../../cache/lru.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import type { TrustedIssuer } from './jwt.js'
 import { sharedScopes, type Principal } from './principal.js'
+import { ownClaim } from './claim-path.js'
 
 interface Entry {
   readonly principal: Principal
@@ -52,8 +53,12 @@ export class VerifiedTokenCache implements TokenKeyed {
   set(key: string, issuer: TrustedIssuer, principal: Principal, keepClaims: readonly string[]): void {
     if (principal.expiresAt === undefined) return
     const claims: Record<string, unknown> = {}
-    for (const name of keepClaims) if (principal.claims[name] !== undefined) claims[name] = principal.claims[name]
-    if (principal.claims.nbf !== undefined) claims.nbf = principal.claims.nbf
+    for (const name of keepClaims) {
+      const value = ownClaim(principal.claims, name)
+      if (value !== undefined) claims[name] = value
+    }
+    const nbf = ownClaim(principal.claims, 'nbf')
+    if (nbf !== undefined) claims.nbf = nbf
     this.entries.set(key, { principal: { ...principal, scopes: sharedScopes(principal.scopes), claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
   }
 

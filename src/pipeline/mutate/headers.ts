@@ -1,6 +1,7 @@
 import { internString } from '../../cache/intern.js'
 import { GatewayError } from '../../errors.js'
 import type { Principal } from '../authn/principal.js'
+import { ownClaim } from '../authn/claim-path.js'
 
 /** Where each identity value goes (lower-case header names). */
 export interface IdentityHeaderNames {
@@ -174,7 +175,7 @@ function computeIdentityHeaders(principal: Principal, names: IdentityHeaderNames
   put(names.scopes, internString([...principal.scopes].join(' ')), 'scope')
   put(names.issuer, principal.issuer, 'iss')
   for (const [claim, header] of names.claims) {
-    const value = principal.claims[claim]
+    const value = ownClaim(principal.claims, claim)
     if (value === undefined || value === null) continue
     put(header, typeof value === 'string' ? value : asciiJson(value), claim)
   }
