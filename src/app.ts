@@ -10,7 +10,6 @@ import { TLS12_CIPHERS, type CompiledListenerTls } from './config/tls-listener.j
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { AccessLog } from './access-log.js'
-import { ExpiringLru } from './cache/lru.js'
 import { RedisStore, type SharedStore } from './cache/redis-store.js'
 import { RevocationBus } from './cache/revocation-bus.js'
 import { TieredCache } from './cache/tiered-cache.js'
@@ -23,7 +22,7 @@ import { newRequestId } from './http/request-id.js'
 import { Metrics } from './metrics/metrics.js'
 import { occasionally } from './log-throttle.js'
 import { describeCause } from './dependency-log.js'
-import { introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
+import { IntrospectionMemory, introspectionCodec, type IntrospectionRecord } from './pipeline/authn/introspection.js'
 import { VerifiedTokenCache } from './pipeline/authn/verified-cache.js'
 import { bodyBytesRelayed, Forwarder } from './pipeline/forward/upstream.js'
 import { bodyBytesRead, bodyUnread } from './pipeline/body/receive.js'
@@ -113,7 +112,7 @@ export async function buildGateway(options: GatewayOptions): Promise<Gateway> {
     log.warn({ count }, 'shared cache values failed their integrity check and were ignored (altered, moved or forged in Redis?)'),
   )
   const introspectionCache = new TieredCache<IntrospectionRecord>({
-    memory: new ExpiringLru(current.cache.memoryEntries, now),
+    memory: new IntrospectionMemory(current.cache.memoryEntries, now),
     shared: sharedStore && redis ? prefixed(sharedStore, redis.keyPrefix) : undefined,
     codec: introspectionCodec,
     sharedPrefix: 'introspection:',

@@ -1,9 +1,22 @@
+/** What an in-process tier of a cache is to its users: bounded, expiring entries under string keys. */
+export interface ExpiringStore<V> {
+  get(key: string): V | undefined
+  /** `expiresAt`: ms since the epoch, by the store's clock. */
+  set(key: string, value: V, expiresAt: number): void
+  delete(key: string): void
+  clear(): void
+  readonly size: number
+}
+
 /**
- * A bounded in-process map whose entries expire. Least recently used entries
- * are evicted first once `maxEntries` is reached.
+ * A bounded in-process map of entries that carry their own expiry (read by
+ * `expiresAt`). Least recently used entries are evicted first once
+ * `maxEntries` is reached. Caches of many small values hold them here
+ * directly: no wrapper object per entry (a wrapper and its boxed expiry are a
+ * fifth of a cached token's memory, and objects the collector must trace).
  */
-export class ExpiringLru<V> {
-  private readonly map = new Map<string, { value: V; expiresAt: number }>()
+export class BoundedLru<E> {
+  private readonly map = new Map<string, E>()
   /**
    * Where eviction goes on from: one iterator kept across evictions. A fresh
    * `keys()` each time would walk over every slot deleted at the front of
@@ -15,6 +28,8 @@ export class ExpiringLru<V> {
 
   constructor(
     readonly maxEntries: number,
+    /** When an entry expires, in ms since the epoch. */
+    private readonly expiresAt: (entry: E) => number,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -22,23 +37,23 @@ export class ExpiringLru<V> {
     return this.map.size
   }
 
-  get(key: string): V | undefined {
+  get(key: string): E | undefined {
     const entry = this.map.get(key)
     if (entry === undefined) return undefined
-    if (entry.expiresAt <= this.now()) {
+    if (this.expiresAt(entry) <= this.now()) {
       this.map.delete(key)
       return undefined
     }
     // Move to the most recent position.
     this.map.delete(key)
     this.map.set(key, entry)
-    return entry.value
+    return entry
   }
 
-  set(key: string, value: V, expiresAt: number): void {
-    if (expiresAt <= this.now()) return
+  set(key: string, entry: E): void {
+    if (this.expiresAt(entry) <= this.now()) return
     this.map.delete(key)
-    this.map.set(key, { value, expiresAt })
+    this.map.set(key, entry)
     if (this.map.size > this.maxEntries) this.evictOldest()
   }
 
@@ -62,5 +77,41 @@ export class ExpiringLru<V> {
       }
       this.cursor = undefined
     }
+  }
+}
+
+interface Expiring<V> {
+  readonly value: V
+  readonly expiresAt: number
+}
+
+const expiryOf = (entry: Expiring<unknown>): number => entry.expiresAt
+
+/** A BoundedLru of any values, each with the expiry it was set with. */
+export class ExpiringLru<V> implements ExpiringStore<V> {
+  private readonly entries: BoundedLru<Expiring<V>>
+
+  constructor(maxEntries: number, now: () => number = Date.now) {
+    this.entries = new BoundedLru<Expiring<V>>(maxEntries, expiryOf, now)
+  }
+
+  get size(): number {
+    return this.entries.size
+  }
+
+  get(key: string): V | undefined {
+    return this.entries.get(key)?.value
+  }
+
+  set(key: string, value: V, expiresAt: number): void {
+    this.entries.set(key, { value, expiresAt })
+  }
+
+  delete(key: string): void {
+    this.entries.delete(key)
+  }
+
+  clear(): void {
+    this.entries.clear()
   }
 }

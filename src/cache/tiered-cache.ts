@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { ExpiringLru } from './lru.js'
+import type { ExpiringStore } from './lru.js'
 import type { SharedStore } from './redis-store.js'
 import type { CallObserver } from '../observe/calls.js'
 
@@ -13,7 +13,7 @@ export type CacheTier = 'memory' | 'shared'
 export type CacheSource = CacheTier | 'origin'
 
 export interface TieredCacheOptions<T> {
-  readonly memory: ExpiringLru<T>
+  readonly memory: ExpiringStore<T>
   readonly shared?: SharedStore | undefined
   readonly codec: Codec<T>
   /** What keys are stored under in the shared tier: this prefix, then the key (which names the value in this process). */

@@ -1,9 +1,8 @@
 import type { CompiledConfig } from '../config/compile.js'
 import { GatewayError } from '../errors.js'
-import { ExpiringLru } from '../cache/lru.js'
 import { TieredCache } from '../cache/tiered-cache.js'
 import { authenticate } from '../pipeline/authn/authenticate.js'
-import { introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/introspection.js'
+import { IntrospectionMemory, introspectionCodec, type IntrospectionRecord } from '../pipeline/authn/introspection.js'
 import type { Principal } from '../pipeline/authn/principal.js'
 import { confirmationOf } from '../pipeline/authn/confirmation.js'
 import { checkBinding, type BindingMode } from '../pipeline/binding/binding.js'
@@ -89,7 +88,7 @@ export async function explain(config: CompiledConfig, input: ExplainInput): Prom
     if (route.auth.kind === 'protected') {
       let principal: Principal
       if (input.token !== undefined) {
-        const cache = new TieredCache<IntrospectionRecord>({ memory: new ExpiringLru(10), codec: introspectionCodec })
+        const cache = new TieredCache<IntrospectionRecord>({ memory: new IntrospectionMemory(10), codec: introspectionCodec })
         principal = (await authenticate(new BearerToken(input.token), route.auth.tokens, { introspectionCache: cache })).principal
         lines.push(`token: issuer ${principal.issuerId}, client ${principal.clientId ?? '-'}, subject ${principal.subject ?? '-'}, scopes ${[...principal.scopes].join(' ') || '-'}`)
       } else if (input.scopes !== undefined || input.claims !== undefined) {

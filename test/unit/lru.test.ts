@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { ExpiringLru } from '../../src/cache/lru.js'
+import { IntrospectionMemory, introspectionCodec, type IntrospectionRecord } from '../../src/pipeline/authn/introspection.js'
 
 /** The obvious model: an array in use order, oldest first. */
 class ModelLru {
@@ -68,5 +69,35 @@ describe('ExpiringLru', () => {
     now = 1_500
     expect(lru.get('a')).toBeUndefined()
     expect(lru.size).toBe(0)
+  })
+})
+
+describe('IntrospectionMemory', () => {
+  it('holds each record until its own expiry; an inactive result (one shared, frozen object) becomes a record per key', () => {
+    let now = 1_000
+    const memory = new IntrospectionMemory(10, () => now)
+    const inactive = Object.freeze({ active: false }) as IntrospectionRecord
+    memory.set('a', inactive, 1_200)
+    memory.set('b', inactive, 1_500)
+    const active: IntrospectionRecord = { active: true, sub: 'u1' }
+    memory.set('c', active, 1_300)
+    expect(memory.get('a')).toMatchObject({ active: false })
+    expect(memory.get('c')).toBe(active)
+    now = 1_200
+    expect(memory.get('a')).toBeUndefined()
+    expect(memory.get('b')).toMatchObject({ active: false })
+    now = 1_300
+    expect(memory.get('c')).toBeUndefined()
+    expect(memory.get('b')).toMatchObject({ active: false })
+    now = 1_500
+    expect(memory.get('b')).toBeUndefined()
+    expect(memory.size).toBe(0)
+  })
+
+  it('never encodes its expiry (nor the principal) into the shared tier', () => {
+    const memory = new IntrospectionMemory(10, () => 0)
+    const record: IntrospectionRecord = { active: true, sub: 'u1' }
+    memory.set('a', record, 5_000)
+    expect(introspectionCodec.encode(record)).toBe('v3:{"active":true,"sub":"u1"}')
   })
 })

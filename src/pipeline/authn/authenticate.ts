@@ -56,9 +56,9 @@ export async function authenticate(bearer: BearerToken, policy: TokenPolicy, ctx
   const key = ctx.verifiedTokens && policy.verifiesJwts ? bearer.keyFor(ctx.verifiedTokens) : undefined
   const hit = key === undefined ? undefined : ctx.verifiedTokens!.get(key)
   if (hit) {
-    const entry = policy.byIss.get(hit.issuer.issuer)
-    if (entry && entry.issuer === hit.issuer && (entry.mode === 'jwt' || entry.mode === 'auto')) {
-      return { principal: hit.principal, method: 'jwt', cache: 'memory' }
+    const entry = policy.byIss.get(hit.verifiedBy.issuer)
+    if (entry && entry.issuer === hit.verifiedBy && (entry.mode === 'jwt' || entry.mode === 'auto')) {
+      return { principal: hit, method: 'jwt', cache: 'memory' }
     }
   }
   const iss = peekIssuer(token)
@@ -95,7 +95,7 @@ async function verifyJwtCached(
 ): Promise<Authenticated> {
   const cache = ctx.verifiedTokens
   if (!cache || key === undefined) return { principal: await verifyJwt(token, issuer, calls), method: 'jwt', cache: 'none' }
-  if (hit && hit.issuer === issuer) return { principal: hit.principal, method: 'jwt', cache: 'memory' }
+  if (hit && hit.verifiedBy === issuer) return { principal: hit, method: 'jwt', cache: 'memory' }
   const principal = await verifyJwt(token, issuer, calls)
   cache.set(key, issuer, principal, policy.keepClaims)
   return { principal, method: 'jwt', cache: 'origin' }

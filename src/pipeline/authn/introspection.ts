@@ -2,6 +2,7 @@ import { createHash, createHmac, hash } from 'node:crypto'
 import { confirmationOf } from './confirmation.js'
 import { GatewayError } from '../../errors.js'
 import type { Codec } from '../../cache/tiered-cache.js'
+import { BoundedLru, type ExpiringStore } from '../../cache/lru.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import { dependencyCall } from '../../http/dependency-call.js'
 import { Interner, internString } from '../../cache/intern.js'
@@ -36,6 +37,8 @@ export interface IntrospectionRecord {
    */
   principalFor?: IntrospectingIssuer | undefined
   principal?: Principal | undefined
+  /** Until when the in-process tier holds it, in ms since the epoch (see IntrospectionMemory); never encoded. */
+  cachedUntil?: number | undefined
 }
 
 export interface IntrospectionSettings {
@@ -215,12 +218,51 @@ export class IntrospectionClient implements TokenKeyed {
       claims,
       principalFor: undefined,
       principal: undefined,
+      cachedUntil: undefined,
     }
     return record
   }
 }
 
 const INACTIVE: IntrospectionRecord = Object.freeze({ active: false })
+
+const cachedUntil = (record: IntrospectionRecord): number => record.cachedUntil ?? 0
+
+/**
+ * The in-process tier of introspection results. A record is its own cache
+ * entry, holding its expiry (no wrapper object per entry); a record is set
+ * once, by the load or the shared-tier read that made it. Inactive results
+ * are cached as records of their own.
+ */
+export class IntrospectionMemory implements ExpiringStore<IntrospectionRecord> {
+  private readonly records: BoundedLru<IntrospectionRecord>
+
+  constructor(maxEntries: number, now: () => number = Date.now) {
+    this.records = new BoundedLru(maxEntries, cachedUntil, now)
+  }
+
+  get size(): number {
+    return this.records.size
+  }
+
+  get(key: string): IntrospectionRecord | undefined {
+    return this.records.get(key)
+  }
+
+  set(key: string, record: IntrospectionRecord, expiresAt: number): void {
+    const entry = Object.isFrozen(record) ? { ...record, cachedUntil: expiresAt } : record
+    entry.cachedUntil = expiresAt
+    this.records.set(key, entry)
+  }
+
+  delete(key: string): void {
+    this.records.delete(key)
+  }
+
+  clear(): void {
+    this.records.clear()
+  }
+}
 
 /** Audience lists, kept once per distinct list (most tokens of an issuer name the same audiences). */
 const audienceLists = new Interner<readonly string[]>(1024)
@@ -324,8 +366,8 @@ const RECORD_FIELDS = new Set(['active', 'iss', 'sub', 'client_id', 'scope', 'au
  */
 export const introspectionCodec: Codec<IntrospectionRecord> = {
   encode: (record) => {
-    // The record's fields only, never the principal made from it.
-    const { principal: _made, principalFor: _for, ...fields } = record
+    // The record's fields only, never the principal made from it nor its expiry in this process.
+    const { principal: _made, principalFor: _for, cachedUntil: _until, ...fields } = record
     return 'v3:' + JSON.stringify(fields)
   },
   decode(text) {

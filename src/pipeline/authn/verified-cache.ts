@@ -1,17 +1,24 @@
 import { hash } from 'node:crypto'
-import { ExpiringLru } from '../../cache/lru.js'
+import { BoundedLru } from '../../cache/lru.js'
 import type { TokenKeyed } from '../extract/bearer.js'
 import type { TrustedIssuer } from './jwt.js'
 import { sharedScopes, type Principal } from './principal.js'
 import { ownClaim } from './claim-path.js'
 
-interface Entry {
-  readonly principal: Principal
+/**
+ * A cached principal is its own cache entry (one object per token, beside its
+ * claims and identity headers): these fields say what it stays valid for.
+ */
+export interface VerifiedPrincipal extends Principal {
   /** The compiled issuer that verified it: another issuer, or a reloaded one, never matches. */
-  readonly issuer: TrustedIssuer
+  readonly verifiedBy: TrustedIssuer
   /** Its key set's version then: a key set that changed since never matches. */
   readonly keyVersion: number
+  /** Cached only with an `exp`. */
+  readonly expiresAt: number
 }
+
+const expiryOf = (entry: VerifiedPrincipal): number => entry.expiresAt * 1000
 
 /**
  * JWTs already verified, so that a repeated token does not pay for signature
@@ -22,13 +29,13 @@ interface Entry {
  * scopes are still applied on every request.
  */
 export class VerifiedTokenCache implements TokenKeyed {
-  private readonly entries: ExpiringLru<Entry>
+  private readonly entries: BoundedLru<VerifiedPrincipal>
 
   constructor(
     maxEntries: number,
     private readonly now: () => number = Date.now,
   ) {
-    this.entries = new ExpiringLru(maxEntries, now)
+    this.entries = new BoundedLru(maxEntries, expiryOf, now)
   }
 
   /** SHA-256 of the token (the one-shot form: about half the cost of createHash on this path). */
@@ -38,14 +45,14 @@ export class VerifiedTokenCache implements TokenKeyed {
 
   /**
    * The principal of a token verified before, with the issuer object that
-   * verified it. The caller must still check that its route trusts exactly
-   * that issuer object.
+   * verified it (`verifiedBy`). The caller must still check that its route
+   * trusts exactly that issuer object.
    */
-  get(key: string): { principal: Principal; issuer: TrustedIssuer } | undefined {
+  get(key: string): VerifiedPrincipal | undefined {
     const entry = this.entries.get(key)
-    if (entry === undefined || entry.keyVersion !== (entry.issuer.keyVersion?.() ?? 0)) return undefined
-    const nbf = entry.principal.claims.nbf
-    if (typeof nbf === 'number' && nbf - entry.issuer.clockSkewSeconds > this.now() / 1000) return undefined
+    if (entry === undefined || entry.keyVersion !== (entry.verifiedBy.keyVersion?.() ?? 0)) return undefined
+    const nbf = entry.claims.nbf
+    if (typeof nbf === 'number' && nbf - entry.verifiedBy.clockSkewSeconds > this.now() / 1000) return undefined
     return entry
   }
 
@@ -59,7 +66,22 @@ export class VerifiedTokenCache implements TokenKeyed {
     }
     const nbf = ownClaim(principal.claims, 'nbf')
     if (nbf !== undefined) claims.nbf = nbf
-    this.entries.set(key, { principal: { ...principal, scopes: sharedScopes(principal.scopes), claims }, issuer, keyVersion: issuer.keyVersion?.() ?? 0 }, principal.expiresAt * 1000)
+    // Built field by field, in one order: every entry shares one shape.
+    const entry: VerifiedPrincipal = {
+      issuerId: principal.issuerId,
+      issuer: principal.issuer,
+      subject: principal.subject,
+      clientId: principal.clientId,
+      scopes: sharedScopes(principal.scopes),
+      expiresAt: principal.expiresAt,
+      claims,
+      confirmation: principal.confirmation,
+      identityHeadersFor: principal.identityHeadersFor,
+      identityHeaders: principal.identityHeaders,
+      verifiedBy: issuer,
+      keyVersion: issuer.keyVersion?.() ?? 0,
+    }
+    this.entries.set(key, entry)
   }
 
   /** Forgets every verified token (a replica that may have missed revocations). */
