@@ -24,6 +24,19 @@ describe('principalFromIntrospection', () => {
     expect(principalFromIntrospection(reloaded, record, 1_500)).toMatchObject({ issuerId: 'corp-v2' })
   })
 
+  it('keeps nothing on a record just loaded, until it is found again', () => {
+    const corp = issuer()
+    const loaded: IntrospectionRecord = { ...record, principal: undefined, principalFor: undefined }
+    const first = principalFromIntrospection(corp, loaded, 1_000, false)
+    expect(first).toMatchObject({ issuerId: 'corp', subject: 'u1' })
+    expect(loaded.principal).toBeUndefined()
+    const second = principalFromIntrospection(corp, loaded, 1_000)
+    expect(second).not.toBe(first)
+    expect(second).toEqual(first)
+    expect(loaded.principal).toBe(second)
+    expect(principalFromIntrospection(corp, loaded, 1_000)).toBe(second)
+  })
+
   it('still decides on every call once the principal is known', () => {
     const corp = issuer()
     principalFromIntrospection(corp, record, 1_000)

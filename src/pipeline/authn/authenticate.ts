@@ -115,5 +115,5 @@ async function introspect(bearer: BearerToken, issuer: IntrospectingIssuer, ctx:
     () => client.sealSecret(token),
     calls,
   )
-  return { principal: principalFromIntrospection(issuer, value, now() / 1000), method: 'introspection', cache: source }
+  return { principal: principalFromIntrospection(issuer, value, now() / 1000, source === 'memory'), method: 'introspection', cache: source }
 }

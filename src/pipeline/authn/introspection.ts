@@ -282,10 +282,14 @@ function confirmationRecord(cnf: unknown): Record<string, string> | undefined {
  * Decides on an introspection record, fresh or cached, exactly like on a JWT:
  * active, iss (when given) is this issuer, aud names one of its audiences
  * (required unless the issuer says otherwise), exp and nbf with the clock
- * skew, and an access-token type when one is given. Runs on every request;
- * the principal is built once per record.
+ * skew, and an access-token type when one is given. Runs on every request.
+ * With `remember`, the principal is kept on the record, built once: the
+ * caller passes it for a record found in the cache, not for one just loaded,
+ * so that a token used once leaves only its record in the cache (the
+ * verified-token cache keeps JWTs the same way: what is derived for a
+ * request is kept only once the token is seen again).
  */
-export function principalFromIntrospection(issuer: IntrospectingIssuer, record: IntrospectionRecord, nowSeconds: number): Principal {
+export function principalFromIntrospection(issuer: IntrospectingIssuer, record: IntrospectionRecord, nowSeconds: number, remember = true): Principal {
   if (!record.active) throw new GatewayError('token_inactive', 'the token is not active')
   if (record.iss !== undefined && record.iss !== issuer.issuer) {
     throw new GatewayError('issuer_untrusted', 'the token was issued by an issuer this route does not trust')
@@ -304,8 +308,10 @@ export function principalFromIntrospection(issuer: IntrospectingIssuer, record: 
   if (record.token_use !== undefined && record.token_use !== 'access_token') throw new GatewayError('type_invalid', 'the token is not an access token')
   if (record.principalFor === issuer) return record.principal!
   const principal = toPrincipal(issuer, record)
-  record.principal = principal
-  record.principalFor = issuer
+  if (remember) {
+    record.principal = principal
+    record.principalFor = issuer
+  }
   return principal
 }
 
