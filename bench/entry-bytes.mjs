@@ -1,11 +1,12 @@
 // Bytes per cached token, of each kind: N entries made as the gateway makes
 // them (the record or claims an issuer sends, the principal, its identity
 // headers, the cache entry and key), heap measured after a full collection
-// before and after. Run with --expose-gc; prints {"jwt": B, "introspection": B}.
+// before and after: a JWT, an introspection result found again (it then
+// keeps its principal and identity headers), and one used once. Run with
+// --expose-gc; prints {"jwt": B, "introspection": B, "introspectionOnce": B}.
 //   node --expose-gc bench/entry-bytes.mjs [N]
 import { randomBytes } from 'node:crypto'
-import { IntrospectionMemory } from '../dist/pipeline/authn/introspection.js'
-import { IntrospectionClient, principalFromIntrospection } from '../dist/pipeline/authn/introspection.js'
+import { IntrospectionClient, IntrospectionMemory, principalFromIntrospection } from '../dist/pipeline/authn/introspection.js'
 import { principalFromClaims } from '../dist/pipeline/authn/principal.js'
 import { VerifiedTokenCache } from '../dist/pipeline/authn/verified-cache.js'
 import { identityHeaders } from '../dist/pipeline/mutate/headers.js'
@@ -39,7 +40,8 @@ function jwtBytes() {
   return Math.round((after - before) / N)
 }
 
-function introspectionBytes() {
+/** @param foundAgain whether the record was found in the cache again (then it keeps its principal and identity headers) */
+function introspectionBytes(foundAgain) {
   const client = new IntrospectionClient('opaque', `${ISS}/opaque`, { endpoint: 'http://127.0.0.1:1/introspect', clientId: 'a', clientSecret: 'b', authMethod: 'client_secret_basic', timeoutMs: 1000, maxTtlMs: 3_600_000, negativeTtlMs: 1000, requireAudience: true, keepClaims })
   const issuer = { id: 'opaque', issuer: `${ISS}/opaque`, audiences: ['bench-api'], clockSkewSeconds: 60, introspection: client, scopeClaims: [['scope'], ['scp']] }
   const lru = new IntrospectionMemory(N)
@@ -49,11 +51,11 @@ function introspectionBytes() {
     const record = client.record({ active: true, token_type: 'Bearer', ...claimsOf(i, token), iss: `${ISS}/opaque` })
     const key = client.cacheKey(token)
     lru.set(key, record, Date.now() + 3_600_000)
-    identityHeaders(principalFromIntrospection(issuer, lru.get(key), now), names)
+    identityHeaders(principalFromIntrospection(issuer, lru.get(key), now, foundAgain), names)
   }
   const after = heap()
   if (lru.size !== N) throw new Error(`${lru.size} records cached, not ${N}`)
   return Math.round((after - before) / N)
 }
 
-process.stdout.write(JSON.stringify({ jwt: jwtBytes(), introspection: introspectionBytes() }))
+process.stdout.write(JSON.stringify({ jwt: jwtBytes(), introspection: introspectionBytes(true), introspectionOnce: introspectionBytes(false) }))

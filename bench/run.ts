@@ -688,7 +688,7 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
   }
 
   // Memory per cached entry, and the cost of each signature verification path (both in their own processes).
-  let entryBytes: { jwt: number; introspection: number } | undefined
+  let entryBytes: { jwt: number; introspection: number; introspectionOnce: number } | undefined
   let verification: Record<string, { node: number; webcrypto: number }> | undefined
   if (wants('memory')) entryBytes = JSON.parse(await output(process.execPath, ['--expose-gc', join(ROOT, 'bench/entry-bytes.mjs'), String(QUICK ? 10_000 : 100_000)])) as typeof entryBytes
   if (wants('gateway-fresh')) verification = JSON.parse(await output(...pinned(0, process.execPath, [join(ROOT, 'bench/verify-paths.mjs'), String(QUICK ? 500 : 5_000)]))) as typeof verification
@@ -860,7 +860,11 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
       console.log(`  ${m.kind}: peak RSS ${m.peak_rss_mb} MB (goal ≤ 250) ${m.peak_rss_mb <= 250 ? 'met' : 'NOT met'}; longest stall ${Math.max(m.event_loop_max_ms, m.probe_max_ms)} ms (goal ≤ 50) ${Math.max(m.event_loop_max_ms, m.probe_max_ms) <= 50 ? 'met' : 'NOT met'}`)
     }
   }
-  if (entryBytes) console.log(`\nbytes per cached entry (heap after a full collection, 100,000 entries): JWT ${entryBytes.jwt}, introspection result ${entryBytes.introspection}`)
+  if (entryBytes) {
+    console.log(
+      `\nbytes per cached entry (heap after a full collection, 100,000 entries): JWT ${entryBytes.jwt}, introspection result ${entryBytes.introspection} (${entryBytes.introspectionOnce} for a token used once)`,
+    )
+  }
   if (verification) {
     console.log('\nsignature verification, µs of CPU per token on one core (node:crypto is what the gateway uses)')
     for (const [alg, v] of Object.entries(verification)) console.log(`${alg.padEnd(8)} node:crypto ${v.node.toFixed(1).padStart(6)}   WebCrypto ${v.webcrypto.toFixed(1).padStart(6)}`)

@@ -36,7 +36,7 @@ describe('npm run bench -- --quick', () => {
       // Memory and pauses, of each kind, and bytes per cached entry
       /^JWTs +\d+ +\d+ +\d+ MB +\d+ MB +[0-9.]+\/[0-9.]+ +[0-9.]+\/[0-9.]+$/m,
       /^introspection results +\d+ +\d+ +\d+ MB +\d+ MB/m,
-      /^bytes per cached entry .*: JWT \d+, introspection result \d+$/m,
+      /^bytes per cached entry .*: JWT \d+, introspection result \d+ \(\d+ for a token used once\)$/m,
       // The verification paths the gateway chose between
       /^RS256 +node:crypto +[0-9.]+ +WebCrypto +[0-9.]+$/m,
     ]) {
