@@ -687,6 +687,11 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
     }
   }
 
+  // Every target is measured: stop them all but the upstream, so that none goes on collecting its garbage
+  // or waking for its timers on core 0 while the memory phase times pauses there (an idle gateway's full
+  // collection is tens of ms of that core).
+  for (const child of children) if (child !== upstream) child.kill('SIGKILL')
+
   // Memory per cached entry, and the cost of each signature verification path (both in their own processes).
   let entryBytes: { jwt: number; introspection: number; introspectionOnce: number } | undefined
   let verification: Record<string, { node: number; webcrypto: number }> | undefined
