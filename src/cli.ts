@@ -42,8 +42,14 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
     switch (command) {
       case 'start': {
         const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } })
-        const { runUntilSignal } = await import('./server.js')
-        return await runUntilSignal(values.config ?? process.env.GATEWAY_CONFIG ?? 'config/gateway.yaml')
+        const { runUntilSignal, ListenError } = await import('./server.js')
+        try {
+          return await runUntilSignal(values.config ?? process.env.GATEWAY_CONFIG ?? 'config/gateway.yaml')
+        } catch (e) {
+          if (!(e instanceof ListenError)) throw e
+          err.write(`${e.message}\n`)
+          return 1
+        }
       }
       case '--version':
       case 'version':

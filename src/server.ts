@@ -28,6 +28,24 @@ export interface RunningGateway {
   drain(): Promise<void>
 }
 
+/** A listener that could not be opened (an address in use, a privileged port, an address of no interface): said in one line. */
+export class ListenError extends Error {
+  static from(err: unknown): Error {
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
+    const reason =
+      e?.code === 'EADDRINUSE'
+        ? 'the address is already in use (by another process, or by another listener of this configuration)'
+        : e?.code === 'EACCES'
+          ? 'permission denied (a port below 1024 needs privileges)'
+          : e?.code === 'EADDRNOTAVAIL'
+            ? 'no interface of this machine has that address'
+            : undefined
+    if (reason === undefined || e.address === undefined) return err instanceof Error ? err : new Error(String(err))
+    const host = e.address.includes(':') ? `[${e.address}]` : e.address
+    return new ListenError(`cannot listen on ${host}:${e.port}: ${reason}`, { cause: err })
+  }
+}
+
 /** Loads the config file, builds the proxy and admin apps, listens and watches the file. */
 export async function startGateway(file: string, logger: Logger = createLogger(), env: NodeJS.ProcessEnv = process.env): Promise<RunningGateway> {
   const metrics = new Metrics()
@@ -48,9 +66,19 @@ export async function startGateway(file: string, logger: Logger = createLogger()
     // Workers share revocations through the primary (and, with Redis, each publishes its own to the other replicas).
     shareRevocations(gateway.current.revocations, (denial) => void gateway.current.revocations.apply(denial, true))
   }
-  const listening = await gateway.listen()
+  let listening: Awaited<ReturnType<Gateway['listen']>>
+  let adminUrl: string | undefined
+  try {
+    listening = await gateway.listen()
+    adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
+  } catch (err) {
+    // Whatever did listen, and the upstream and Redis connections, are let go before saying why.
+    await gateway.app.close().catch(() => undefined)
+    await gateway.close().catch(() => undefined)
+    await admin?.close().catch(() => undefined)
+    throw ListenError.from(err)
+  }
   const url = (listening.url ?? listening.tlsUrl ?? listening.h2cUrl)!
-  const adminUrl = await admin?.listen({ host: config.admin.host, port: config.admin.port })
   const reloader = new ConfigReloader(file, gateway, logger, metrics, observer, env)
   await reloader.start()
   logger.info({ address: url, ...(listening.tlsUrl && listening.url ? { tls: listening.tlsUrl } : {}), admin: adminUrl, routes: config.router.routes.length, config: file, pid: process.pid }, 'gateway listening')
