@@ -4,6 +4,7 @@ import type { Logger } from 'pino'
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client'
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
+import { workerExecArgv } from './collector.js'
 import { flushLogger } from './logger.js'
 import { registerRevocationApi } from './admin/revocations.js'
 import { parseDenial, type Denial, type RevocationList } from './cache/revocation-list.js'
@@ -112,8 +113,10 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
   const lastSeen = new Map<Worker, MetricJson[]>()
   const retired = new RetiredCounts()
   let stopping = false
+  cluster.setupPrimary({ execArgv: workerExecArgv(count) })
   const fork = () => {
-    const worker = cluster.fork()
+    // Each worker sets its collector up for its share of the CPUs (collector.ts).
+    const worker = cluster.fork({ GATEWAY_PROCESSES: String(count) })
     workers.add(worker)
     worker.on('listening', () => serving.add(worker))
     worker.on('exit', (code, signal) => {

@@ -1,8 +1,8 @@
 import type { Logger } from 'pino'
 import type { FastifyInstance } from 'fastify'
 import cluster from 'node:cluster'
-import { setFlagsFromString } from 'node:v8'
 import { buildAdmin } from './admin/app.js'
+import { tuneCollector } from './collector.js'
 import { readiness } from './admin/readiness.js'
 import { answerPrimary, runPrimary, shareRevocations } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
@@ -115,33 +115,23 @@ export async function startGateway(file: string, logger: Logger = createLogger()
 }
 
 /**
- * How far the old generation may grow past what survived the last full
- * collection before the next one: 30 %, rather than V8's own factor (up to
- * 4× when collections look slow, as they do on one busy core). The token
- * caches make a large heap of long-lived entries that churn; with V8's
- * factor the bench's memory phase peaked at 245–262 MB RSS with 100,000
- * introspection results and stalled 52–67 ms with 100,000 JWTs (README,
- * "Memory and pauses", has the figures with this one). A
- * `--heap-growing-percent` given to node itself is kept.
- */
-function boundHeapGrowth(): void {
-  if (process.execArgv.some((a) => a.startsWith('--heap-growing-percent'))) return
-  setFlagsFromString('--heap-growing-percent=30')
-}
-
-/**
  * Runs until SIGTERM or SIGINT. SIGHUP re-reads the configuration. On
  * SIGTERM the gateway stops accepting, finishes requests in flight up to
  * `server.drain_timeout`, closes Redis and exits 0.
  */
 export async function runUntilSignal(file: string): Promise<number> {
-  boundHeapGrowth()
+  const collector = tuneCollector()
   const logger = createLogger()
   if (cluster.isPrimary) {
     const config = await loadCompiledConfig(file)
+    // Its workers serve, each with its own collector (and line).
     if (config.server.workers > 1) return runPrimary(config, logger)
   }
-  const running = await startGateway(file, cluster.isWorker ? logger.child({ worker: cluster.worker?.id }) : logger)
+  const log = cluster.isWorker ? logger.child({ worker: cluster.worker?.id }) : logger
+  const gc = { cpus: Math.round(collector.cpus * 100) / 100, processes: collector.processes, set: collector.set, missing: collector.missing }
+  if (collector.missing.length === 0) log.info(gc, 'garbage collector set up')
+  else log.warn(gc, `one CPU or less for this process: start node with ${collector.missing.join(' ')} (README, "Memory and pauses")`)
+  const running = await startGateway(file, log)
   process.on('SIGHUP', () => void running.reloader.reload('signal'))
   return new Promise((resolve) => {
     const stop = (signal: string) => {

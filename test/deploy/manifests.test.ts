@@ -8,6 +8,7 @@ import { buildGateway } from '../../src/app.js'
 import { compileConfig, type CompiledConfig } from '../../src/config/compile.js'
 import { parseConfig } from '../../src/config/load.js'
 import { main } from '../../src/cli.js'
+import { collectorPlan } from '../../src/collector.js'
 
 // The deployment files agree with the gateway: without a container engine,
 // every manifest is parsed and cross-checked against the config and endpoints.
@@ -149,6 +150,14 @@ describe('deploy/kubernetes', () => {
     const config = await configMapConfig()
     const preStop = Number(container.lifecycle.preStop.exec.command[1])
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(config.server.drainTimeoutMs / 1000 + preStop)
+  })
+
+  it("starts node with the collector flags its CPU limit asks for, and the image's entry script", () => {
+    const limit = String(container.resources.limits.cpu)
+    const cpus = limit.endsWith('m') ? Number(limit.slice(0, -1)) / 1000 : Number(limit)
+    const entry = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(readFileSync('Dockerfile', 'utf8'))![1]!) as string[]
+    expect(container.command).toEqual(['node', ...collectorPlan(cpus, 1, []).start, ...entry.slice(1)])
+    expect(container.command).toContain('--single-threaded-gc')
   })
 
   it('services, HPA, PDB and ServiceMonitor point at what exists', () => {

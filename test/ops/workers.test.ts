@@ -1,7 +1,9 @@
+import { readFileSync } from 'node:fs'
 import { mkdtemp, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { collectorPlan, usableCpus } from '../../src/collector.js'
 import { freePort } from '../helpers/redis.js'
 import { spawnGateway } from '../helpers/running.js'
 import { send, startEchoUpstream, type Echoed, type Listening } from '../helpers/servers.js'
@@ -53,6 +55,14 @@ routes: [{ id: r, match: { path: /r }, upstream: api, auth: public }]
         return Number(l?.split(' ').at(-1) ?? 0)
       }
       const pids = [...new Set(gateway.output().split('\n').filter((l) => l.includes('"msg":"gateway listening"')).map((l) => (JSON.parse(l) as { pid: number }).pid))]
+      // Each worker starts with the collector its share of the CPUs asks for (collector.ts), and says so.
+      const share = collectorPlan(usableCpus(), 2, []).start
+      for (const pid of pids) {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')
+        for (const flag of ['--single-threaded-gc']) expect(argv.includes(flag), `${pid}: ${argv.join(' ')}`).toBe(share.includes(flag))
+      }
+      const collectors = gateway.output().split('\n').filter((l) => l.includes('"missing":')).map((l) => JSON.parse(l) as { worker?: number; processes: number; missing: string[] })
+      expect(collectors.filter((c) => c.worker !== undefined).map((c) => [c.processes, c.missing])).toEqual([[2, []], [2, []]])
       process.kill(pids[0]!, 'SIGKILL')
       let last = 60
       const deadline = Date.now() + 4000
