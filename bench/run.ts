@@ -26,6 +26,7 @@ import { Redis } from 'ioredis'
 import { canCountInstructions, countInstructions, type InstructionTarget } from './instructions.js'
 import { signPool, type PoolAlg } from './tokens.js'
 import { memoryPhase, type MemoryResult } from './memory.js'
+import { collectorPlan } from '../src/collector.js'
 
 /** --quick: every phase, each as small as still says something (a smoke run for CI, under two minutes). */
 const QUICK = process.argv.includes('--quick')
@@ -33,6 +34,9 @@ const DURATION = Number(process.env.BENCH_DURATION ?? (QUICK ? 1 : 2))
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3))
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50)
 /** Distinct tokens of each kind sent in the memory phase (twice the default cache bound: the first ones are evicted). */
+// Every gateway runs on one pinned core, started with the node flags one CPU asks for
+// (collector.ts: the Kubernetes deployment gives them for its one-CPU limit).
+const GATEWAY = [...collectorPlan(1, 1, []).start, 'bin/gateway.js']
 const MEMORY_TOKENS = Number(process.env.BENCH_MEMORY_TOKENS ?? (QUICK ? 4_000 : 200_000))
 const ONLY = process.env.BENCH_TARGETS?.split(',')
 const INSTRUCTIONS = Number(process.env.BENCH_INSTRUCTIONS ?? (QUICK ? 0 : 500))
@@ -364,7 +368,7 @@ routes:
   }
   let gateway: ChildProcess | undefined
   if (!ONLY || ONLY.some((o) => o.startsWith('gateway'))) {
-    gateway = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(gwPort)], 'gateway')
+    gateway = start(0, process.execPath, [...GATEWAY, 'start', '--config', gatewayConfig(gwPort)], 'gateway')
     children.push(gateway)
     await waitForPort(gwPort, gateway, 'gateway')
     const gw = `http://127.0.0.1:${gwPort}`
@@ -378,7 +382,7 @@ routes:
       { name: 'gateway-introspection', path: '/opaque', headers: bearer(opaque) },
     ].filter((t) => !ONLY || ONLY.some((o) => t.name.startsWith(o)))
     for (const t of scenarios) targets.push({ name: t.name, pid: () => gateway!.pid!, url: gw + t.path, headers: t.headers })
-    counted.push({ process: 'gateway', args: (port) => ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], scenarios })
+    counted.push({ process: 'gateway', args: (port) => [...GATEWAY, 'start', '--config', gatewayConfig(port)], scenarios })
   }
 
   // Sender-constrained tokens: one gateway process with a plain and an HTTPS listener. Its DPoP route
@@ -403,7 +407,7 @@ routes:
     const port = await freePort()
     const tlsPort = await freePort()
     const file = gatewayConfig(port, '', `, tls: { listen: "127.0.0.1:${tlsPort}", cert: tls.crt, key: tls.key }`)
-    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', file], 'gateway-sc')
+    const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', file], 'gateway-sc')
     children.push(child)
     await waitForPort(port, child, 'gateway-sc')
     const plain = `http://127.0.0.1:${port}`
@@ -426,7 +430,7 @@ routes:
     }
     counted.push({
       process: 'gateway-sc',
-      args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p)],
+      args: (p) => [...GATEWAY, 'start', '--config', gatewayConfig(p)],
       scenarios: [
         { name: 'gateway-sc-jwt-RS256', path: '/jwt', headers: bearer(tokens.RS256) },
         { name: 'gateway-sc-dpop-RS256', path: '/dpop', headers: (origin: string) => proofHeaders(`${origin}/dpop`)() },
@@ -471,7 +475,7 @@ routes:
   - { id: grpc, match: { path: "/bench.Echo/*", methods: [POST] }, upstream: grpc, auth: { issuers: [jwt], scopes: { all_of: [read] } } }
 `,
     )
-    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', file], 'gateway-protocols')
+    const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', file], 'gateway-protocols')
     children.push(child)
     await waitForPort(port, child, 'gateway-protocols')
     targets.push({ name: 'direct-ws', pid: () => ws.pid!, url: `ws://127.0.0.1:${wsPort}/`, headers: {}, generator: { script: 'bench/load-ws.mjs', args: [] } })
@@ -497,12 +501,12 @@ routes:
     }).listen(sinkPort, '127.0.0.1')
     const extra = `tracing: { endpoint: "http://127.0.0.1:${sinkPort}/v1/traces", sample_ratio: 0.01 }\n`
     const port = await freePort()
-    const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], 'gateway-tracing')
+    const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', gatewayConfig(port, extra)], 'gateway-tracing')
     children.push(child)
     await waitForPort(port, child, 'gateway-tracing')
     const scenario = { name: 'gateway-tracing-1pct-RS256', path: '/jwt', headers: bearer(tokens.RS256) }
     targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
-    counted.push({ process: 'gateway-tracing', args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
+    counted.push({ process: 'gateway-tracing', args: (p) => [...GATEWAY, 'start', '--config', gatewayConfig(p, extra)], scenarios: [scenario] })
   }
 
   // The cost of the denial check: the same gateway, with Redis, once with no revocations and once with
@@ -519,7 +523,7 @@ routes:
       denialPrefixes.push(prefix)
       const extra = `cache: { redis: { url: "${BENCH_REDIS_URL}", key_prefix: "${prefix}" } }\n`
       const port = await freePort()
-      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port, extra)], name)
+      const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', gatewayConfig(port, extra)], name)
       children.push(child)
       await waitForPort(port, child, name)
       await new Promise((r) => setTimeout(r, 500)) // stored revocations are read back once subscribed
@@ -529,7 +533,7 @@ routes:
         scenarios.push({ name: 'gateway-ratelimit-batched-RS256', path: '/limited-batched', headers: bearer(tokens.RS256) })
       }
       for (const scenario of scenarios) targets.push({ name: scenario.name, pid: () => child.pid!, url: `http://127.0.0.1:${port}${scenario.path}`, headers: scenario.headers })
-      counted.push({ process: name, args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p, extra)], scenarios })
+      counted.push({ process: name, args: (p) => [...GATEWAY, 'start', '--config', gatewayConfig(p, extra)], scenarios })
     }
   }
 
@@ -615,7 +619,7 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
     ] as const) {
       if (!rows.some(([row]) => wants(row))) continue
       const port = await freePort()
-      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', gatewayConfig(port)], name)
+      const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', gatewayConfig(port)], name)
       children.push(child)
       await waitForPort(port, child, name)
       for (const [row, stream] of rows) if (wants(row)) targets.push({ name: row, pid: () => child.pid!, url: `http://127.0.0.1:${port}/jwt`, headers: {}, stream })
@@ -627,7 +631,7 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
     let next = 0
     counted.push({
       process: 'gateway-fresh',
-      args: (p) => ['bin/gateway.js', 'start', '--config', gatewayConfig(p)],
+      args: (p) => [...GATEWAY, 'start', '--config', gatewayConfig(p)],
       scenarios: [{ name: 'gateway-fresh-RS256', path: '/jwt', headers: () => ({ Authorization: `Bearer ${pool[next++ % pool.length]}` }) }],
     })
   }
@@ -716,7 +720,7 @@ http { access_log off; upstream up { server 127.0.0.1:${upPort}; keepalive 64; }
         config,
         readFileSync(gatewayConfig(port), 'utf8').replace('admin: { listen: "127.0.0.1:0" }', `admin: { listen: "127.0.0.1:${adminPort}" }`),
       )
-      const child = start(0, process.execPath, ['bin/gateway.js', 'start', '--config', config], `memory-${kind}`)
+      const child = start(0, process.execPath, [...GATEWAY, 'start', '--config', config], `memory-${kind}`)
       children.push(child)
       await waitForPort(port, child, `memory-${kind}`)
       const stream: TokenStream = { file, perRound: MEMORY_TOKENS, warm }
