@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssue } from './config/errors.js'
@@ -47,7 +48,8 @@ export async function main(argv: string[], out: NodeJS.WritableStream = process.
           return await runUntilSignal(values.config ?? process.env.GATEWAY_CONFIG ?? 'config/gateway.yaml')
         } catch (e) {
           if (!(e instanceof ListenError)) throw e
-          err.write(`${e.message}\n`)
+          // A worker's failure is said once, by its primary.
+          if (!cluster.isWorker) err.write(`${e.message}\n`)
           return 1
         }
       }

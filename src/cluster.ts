@@ -5,6 +5,7 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type
 import type { Readiness, ReadinessStatus } from './admin/readiness.js'
 import type { CompiledConfig } from './config/compile.js'
 import { workerExecArgv } from './collector.js'
+import { ListenError } from './listen-error.js'
 import { flushLogger } from './logger.js'
 import { registerRevocationApi } from './admin/revocations.js'
 import { parseDenial, type Denial, type RevocationList } from './cache/revocation-list.js'
@@ -13,6 +14,27 @@ const QUESTION = 'gateway:ask'
 const ANSWER = 'gateway:answer'
 /** A worker's new revocation, sent to the primary, which hands it to every other worker. */
 const REVOKED = 'gateway:revoked'
+/** A worker could not listen: the primary stops the gateway, saying why once, rather than start another. */
+const LISTEN_FAILED = 'gateway:listen-failed'
+/** How long a worker that could not listen waits for its primary to stop it. */
+const LISTEN_FAILED_WAIT_MS = 5000
+
+interface ListenFailed {
+  type: typeof LISTEN_FAILED
+  message: string
+}
+
+/**
+ * In a worker that could not listen (its port is the primary's to open, so
+ * every worker fails alike): tells the primary, then waits for it to stop
+ * this process (at most 5 s). Started again, it would fail again.
+ */
+export async function reportListenFailure(err: ListenError): Promise<void> {
+  await new Promise<void>((resolve) => {
+    if (!process.send?.({ type: LISTEN_FAILED, message: err.message } satisfies ListenFailed, () => resolve())) resolve()
+  })
+  await new Promise((resolve) => setTimeout(resolve, LISTEN_FAILED_WAIT_MS))
+}
 
 interface Revoked {
   type: typeof REVOKED
@@ -130,12 +152,13 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
       }
     })
   }
-  for (let i = 0; i < count; i++) fork()
 
   let nextId = 0
   const pending = new Map<number, (value: unknown) => void>()
-  cluster.on('message', (from, message: Answer | Revoked) => {
+  let failed: ((err: ListenError) => void) | undefined
+  cluster.on('message', (from, message: Answer | Revoked | ListenFailed) => {
     if (message?.type === ANSWER) pending.get(message.id)?.(message.value)
+    else if (message?.type === LISTEN_FAILED) failed?.(new ListenError(String(message.message)))
     else if (message?.type === REVOKED) {
       for (const worker of workers) if (worker !== from && worker.isConnected()) worker.send(message)
     }
@@ -210,17 +233,24 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
       return (worker ? await ask<Denial[]>(worker, 'revocations') : undefined) ?? []
     },
   })
-  const adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
+  // The admin listener first: a gateway that cannot open it starts no worker.
+  let adminUrl: string
+  try {
+    adminUrl = await admin.listen({ host: config.admin.host, port: config.admin.port })
+  } catch (err) {
+    await admin.close().catch(() => undefined)
+    throw ListenError.from(err)
+  }
+  for (let i = 0; i < count; i++) fork()
   logger.info({ workers: count, admin: adminUrl }, 'primary started')
 
   process.on('SIGHUP', () => {
     for (const w of workers) w.process.kill('SIGHUP')
   })
-  return new Promise((resolve) => {
-    const stop = (signal: string) => {
-      if (stopping) return
+  return new Promise((resolve, reject) => {
+    /** Stops every worker, then the admin listener; `done` then ends the primary. */
+    const stopAll = (done: () => void) => {
       stopping = true
-      logger.info({ signal }, 'draining workers')
       for (const w of workers) w.process.kill('SIGTERM')
       const deadline = setTimeout(() => {
         for (const w of workers) w.process.kill('SIGKILL')
@@ -229,11 +259,21 @@ export async function runPrimary(config: CompiledConfig, logger: Logger): Promis
         if (workers.size > 0) return
         clearInterval(check)
         clearTimeout(deadline)
-        void admin.close().then(() => {
-          logger.info('stopped')
-          void flushLogger(logger).then(() => resolve(0))
-        })
+        void admin.close().then(done)
       }, 50)
+    }
+    const stop = (signal: string) => {
+      if (stopping) return
+      logger.info({ signal }, 'draining workers')
+      stopAll(() => {
+        logger.info('stopped')
+        void flushLogger(logger).then(() => resolve(0))
+      })
+    }
+    // Said once, by the command (cli.ts), as when one process cannot listen.
+    failed = (err) => {
+      if (stopping) return
+      stopAll(() => void flushLogger(logger).then(() => reject(err)))
     }
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)

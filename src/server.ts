@@ -3,8 +3,9 @@ import type { FastifyInstance } from 'fastify'
 import cluster from 'node:cluster'
 import { buildAdmin } from './admin/app.js'
 import { tuneCollector } from './collector.js'
+import { ListenError } from './listen-error.js'
 import { readiness } from './admin/readiness.js'
-import { answerPrimary, runPrimary, shareRevocations } from './cluster.js'
+import { answerPrimary, reportListenFailure, runPrimary, shareRevocations } from './cluster.js'
 import { buildGateway, type Gateway } from './app.js'
 import { loadCompiledConfig } from './config/index.js'
 import { createLogger, flushLogger } from './logger.js'
@@ -26,24 +27,6 @@ export interface RunningGateway {
   readonly adminUrl: string | undefined
   /** Stops accepting, lets requests in flight finish (up to the drain timeout), closes Redis. */
   drain(): Promise<void>
-}
-
-/** A listener that could not be opened (an address in use, a privileged port, an address of no interface): said in one line. */
-export class ListenError extends Error {
-  static from(err: unknown): Error {
-    const e = err as NodeJS.ErrnoException & { address?: string; port?: number }
-    const reason =
-      e?.code === 'EADDRINUSE'
-        ? 'the address is already in use (by another process, or by another listener of this configuration)'
-        : e?.code === 'EACCES'
-          ? 'permission denied (a port below 1024 needs privileges)'
-          : e?.code === 'EADDRNOTAVAIL'
-            ? 'no interface of this machine has that address'
-            : undefined
-    if (reason === undefined || e.address === undefined) return err instanceof Error ? err : new Error(String(err))
-    const host = e.address.includes(':') ? `[${e.address}]` : e.address
-    return new ListenError(`cannot listen on ${host}:${e.port}: ${reason}`, { cause: err })
-  }
 }
 
 /** Loads the config file, builds the proxy and admin apps, listens and watches the file. */
@@ -131,7 +114,14 @@ export async function runUntilSignal(file: string): Promise<number> {
   const gc = { cpus: Math.round(collector.cpus * 100) / 100, processes: collector.processes, set: collector.set, missing: collector.missing }
   if (collector.missing.length === 0) log.info(gc, 'garbage collector set up')
   else log.warn(gc, `one CPU or less for this process: start node with ${collector.missing.join(' ')} (README, "Memory and pauses")`)
-  const running = await startGateway(file, log)
+  let running: RunningGateway
+  try {
+    running = await startGateway(file, log)
+  } catch (err) {
+    // A worker that cannot listen tells its primary, which stops the gateway rather than start another.
+    if (cluster.isWorker && err instanceof ListenError) reportListenFailure(err)
+    throw err
+  }
   process.on('SIGHUP', () => void running.reloader.reload('signal'))
   return new Promise((resolve) => {
     const stop = (signal: string) => {
@@ -152,3 +142,5 @@ export async function runUntilSignal(file: string): Promise<number> {
     process.once('SIGINT', stop)
   })
 }
+
+export { ListenError } from './listen-error.js'

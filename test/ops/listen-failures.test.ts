@@ -18,12 +18,12 @@ beforeAll(async () => {
 })
 afterAll(() => new Promise<void>((resolve) => held.close(() => resolve())))
 
-async function start(server: string, admin: string): Promise<{ code: number | null; output: string }> {
+async function start(server: string, admin: string, workers = 1): Promise<{ code: number | null; output: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'gw-listen-'))
   const file = join(dir, 'gateway.yaml')
   await writeFile(
     file,
-    `server: { listen: "${server}" }
+    `server: { listen: "${server}", workers: ${workers} }
 admin: { listen: "${admin}" }
 upstreams: { up: { url: "http://127.0.0.1:9" } }
 routes:
@@ -71,5 +71,30 @@ describe('gateway start, when a listener cannot be opened', () => {
     const { code, output } = await start('192.0.2.1:8080', '127.0.0.1:0')
     expect(code).toBe(1)
     expectOneLine(output, 'cannot listen on 192.0.2.1:8080: no interface of this machine has that address')
+  })
+
+  // With server.workers the port is the primary's to open: every worker fails alike. Said once,
+  // the gateway stopped, never a worker started again and again.
+  describe('with several workers', () => {
+    const once = (output: string, line: string) => expect(output.split(line).length - 1, output).toBe(1)
+
+    it('a port another process holds: the proxy listener', async () => {
+      const started = Date.now()
+      const { code, output } = await start(`127.0.0.1:${heldPort}`, '127.0.0.1:0', 2)
+      expect(code).toBe(1)
+      expectOneLine(output, `cannot listen on 127.0.0.1:${heldPort}: the address is already in use`)
+      once(output, `cannot listen on 127.0.0.1:${heldPort}`)
+      expect(output).not.toContain('worker died')
+      expect(Date.now() - started).toBeLessThan(20_000)
+    })
+
+    it('a port another process holds: the admin listener, before any worker starts', async () => {
+      const { code, output } = await start('127.0.0.1:0', `127.0.0.1:${heldPort}`, 2)
+      expect(code).toBe(1)
+      expectOneLine(output, `cannot listen on 127.0.0.1:${heldPort}: the address is already in use`)
+      once(output, `cannot listen on 127.0.0.1:${heldPort}`)
+      expect(output).not.toContain('gateway listening')
+      expect(output).not.toContain('"worker":')
+    })
   })
 })
