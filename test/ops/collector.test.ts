@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { collectorPlan, usableCpus } from '../../src/collector.js'
 
 /** A file system of the given files only. */
@@ -77,9 +77,12 @@ describe('the serving process', { timeout: 90_000 }, () => {
   // Through the CLI: a process on one core runs its collector on the event loop alone.
   const config = join(mkdtempSync(join(tmpdir(), 'gw-collector-')), 'gateway.yaml')
   writeFileSync(config, 'server: { listen: "127.0.0.1:0" }\nadmin: { listen: "127.0.0.1:0" }\nupstreams: { up: { url: "http://127.0.0.1:9" } }\nroutes:\n  - { id: pub, match: { path: /x }, upstream: up, auth: public }\n')
+  const children: Array<{ kill: (signal: NodeJS.Signals) => boolean }> = []
+  afterAll(() => children.forEach((c) => c.kill('SIGKILL')))
   const started = (args: string[]) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const child = spawn(args[0]!, [...args.slice(1), 'test/helpers/cli-entry.ts', 'start', '--config', config], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, GATEWAY_PROCESSES: '64' } })
+      children.push(child)
       let text = ''
       child.stdout.on('data', (c: Buffer) => {
         text += c.toString('utf8')
