@@ -1,6 +1,6 @@
 import { isIP } from 'node:net'
-import { availableParallelism } from 'node:os'
 import { dirname, resolve } from 'node:path'
+import { usableCpus } from '../collector.js'
 import type { JWK } from 'jose'
 import type { TokenPolicy, RouteIssuer } from '../pipeline/authn/authenticate.js'
 import { Discovery } from '../pipeline/authn/discovery.js'
@@ -174,6 +174,8 @@ export interface CompileOptions {
   readonly previous?: CompiledConfig | undefined
   /** Told of JWKS fetches and introspection calls (metrics). */
   readonly observer?: DependencyObserver | undefined
+  /** CPUs this process may use (collector.ts: affinity and cgroup quota); what `workers: auto` counts. */
+  readonly cpus?: number | undefined
 }
 
 /** Header names (folded) that identity headers may not take: they mean something else to HTTP or to proxies. */
@@ -253,7 +255,8 @@ export async function compileConfig(parsed: ParsedConfig, options: CompileOption
   }
   const limits = compileLimits(config.limits, report)
   const redis = config.cache?.redis ? compileRedis(config.cache.redis, ['cache', 'redis'], report) : undefined
-  const workers = config.server?.workers === 'auto' ? availableParallelism() : (config.server?.workers ?? 1)
+  // "auto": a worker per whole CPU the process may use (a quota of 1 CPU on a 32-core node is 1, not 32).
+  const workers = config.server?.workers === 'auto' ? Math.max(1, Math.floor(options.cpus ?? usableCpus())) : (config.server?.workers ?? 1)
   const rateLimits = compileRateLimits(config.rate_limits, workers, report)
   const tracing = compileTracing(config.tracing, parsed.env ?? process.env, report)
   const dpop = compileDpop(config.dpop, workers, options.previous?.dpop, report)

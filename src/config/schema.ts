@@ -393,7 +393,7 @@ export const ConfigSchema = Type.Object(
           workers: Type.Optional(
             Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], {
               default: 1,
-              description: 'processes serving the listener (node:cluster): a number, or "auto" for one per available core; they share nothing but Redis',
+              description: 'processes serving the listener (node:cluster): a number, or "auto" for one per whole CPU the process may use (its CPU affinity, bounded by a cgroup CPU quota); they share nothing but Redis',
             }),
           ),
         },

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { compileConfig } from '../../src/config/compile.js'
 import { ConfigError, type ConfigIssue } from '../../src/config/errors.js'
 import { parseConfig } from '../../src/config/load.js'
+import { usableCpus } from '../../src/collector.js'
 
 const BASE = `upstreams:
   orders: { url: "http://127.0.0.1:9999" }
@@ -348,5 +349,21 @@ describe('sender-constrained settings', () => {
     expect(warned.warnings.map((w) => w.message)).toEqual(expect.arrayContaining([expect.stringContaining('each worker remembers only the DPoP proofs it saw')]))
     const shared = await compileConfig(parseConfig(`${BASE}cache: { redis: { url: "redis://127.0.0.1:6379" } }\ndpop: { nonce: { lifetime: 5m } }\n`, '/etc/gateway/gateway.yaml', {}))
     expect(shared.warnings.map((w) => w.path)).toContain('dpop.nonce')
+  })
+})
+
+describe('server.workers: auto', () => {
+  const workersFor = async (cpus: number | undefined) =>
+    (await compileConfig(parseConfig(`${BASE}server: { workers: auto }\n`, '/etc/gateway/gateway.yaml', {}), cpus === undefined ? {} : { cpus })).server.workers
+
+  it('is a worker per whole CPU the process may use, at least one', async () => {
+    expect(await workersFor(4)).toBe(4)
+    expect(await workersFor(2.5)).toBe(2) // a quota of 2.5 CPUs
+    expect(await workersFor(1)).toBe(1)
+    expect(await workersFor(0.5)).toBe(1)
+  })
+
+  it("reads this process's CPUs (affinity and cgroup quota) when not told", async () => {
+    expect(await workersFor(undefined)).toBe(Math.max(1, Math.floor(usableCpus())))
   })
 })
