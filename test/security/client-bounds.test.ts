@@ -116,10 +116,11 @@ describe('slow and silent clients', () => {
 describe("an upstream's connections", () => {
   it('are capped, with a bounded queue and a bounded wait: past them, 503 with Retry-After', async () => {
     const inFlight = [send(g.url, { path: '/hold/1' }), send(g.url, { path: '/hold/2' })]
-    await sleep(100)
+    // Both held by the upstream (however long a busy machine takes to get them there).
+    for (const end = Date.now() + 5000; slowUpstream.held.length < 2 && Date.now() < end; ) await sleep(10)
     expect(slowUpstream.held.length).toBe(2)
     const queued = send(g.url, { path: '/hold/3' }) // waits in the queue (1 place)
-    await sleep(50)
+    await sleep(100) // in the queue (its timeout, 300ms, is still to come)
     const overflow = await send(g.url, { path: '/hold/4' }) // no place in the queue: at once
     expect(overflow.status).toBe(503)
     expect(overflow.headers['retry-after']).toBe('1')
